@@ -1,0 +1,268 @@
+"""`trainyard`: run the stack (up, web, worker), migrate (db), and submit jobs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import click
+
+from cli.client import ApiError, Client
+from shared.config import get_settings
+
+logger = logging.getLogger("trainyard")
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def _python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def web_command(host: str, port: int, workers: int = 2, threads: int = 4) -> list[str]:
+    """The gunicorn command line that serves the web app."""
+    return _python_module(
+        "gunicorn",
+        "--bind", f"{host}:{port}",
+        "--workers", str(workers),
+        "--threads", str(threads),
+        "--worker-class", "gthread",
+        "--access-logfile", "-",
+        "web.wsgi:app",
+    )  # fmt: skip
+
+
+def worker_command(concurrency: int, hostname: str | None, loglevel: str = "INFO") -> list[str]:
+    """The Celery command line that runs a training worker."""
+    command = _python_module(
+        "celery", "-A", "worker.celery_app", "worker",
+        "--loglevel", loglevel,
+        "--concurrency", str(concurrency),
+        "--pool", "prefork",
+        "--queues", get_settings().queue,
+        "--without-gossip", "--without-mingle",
+    )  # fmt: skip
+    if hostname:
+        command += ["--hostname", hostname]
+    return command
+
+
+def run_together(commands: dict[str, list[str]]) -> int:
+    """Start every command; when one exits or on Ctrl-C/SIGTERM, stop them all. Return an exit code."""
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        for name, command in commands.items():
+            click.echo(f"trainyard: starting {name}: {' '.join(command[2:])}", err=True)
+            processes[name] = subprocess.Popen(command)
+        while not stopping and all(p.poll() is None for p in processes.values()):
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for process in processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    failed = [name for name, p in processes.items() if p.returncode not in (0, -signal.SIGTERM)]
+    if failed and not stopping:
+        click.echo(f"trainyard: {', '.join(failed)} exited; stopped the rest", err=True)
+        return 1
+    return 0
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    """trainyard: queue TensorFlow MNIST training jobs, run them on workers, compare the results."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database schema migrations."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Upgrade the results store to REVISION (default: the latest)."""
+    from shared.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url, revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Downgrade the results store to REVISION ('base' empties it)."""
+    from shared.migrate import downgrade
+
+    downgrade(get_settings().database_url, revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the revision the database is at, and the code's latest."""
+    from shared.db import make_engine
+    from shared.migrate import current_revision, head_revision
+
+    engine = make_engine(get_settings().database_url)
+    click.echo(f"database: {current_revision(engine) or 'not migrated'}; code: {head_revision()}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn processes")
+def web(host: str, port: int, workers: int) -> None:
+    """Serve the dashboard and the API with gunicorn."""
+    command = web_command(host, port, workers)
+    os.execv(command[0], command)
+
+
+@main.command()
+@click.option("--concurrency", default=1, show_default=True, type=int, help="Jobs run at once.")
+@click.option("--hostname", default=None, help="Celery node name, e.g. w1@%h.")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(concurrency: int, hostname: str | None, loglevel: str) -> None:
+    """Run a Celery worker that trains queued runs."""
+    command = worker_command(concurrency, hostname, loglevel)
+    os.execv(command[0], command)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def up(host: str, port: int) -> None:
+    """Migrate, then run the web app and one worker; Ctrl-C stops both."""
+    from shared.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    click.echo(
+        f"trainyard: dashboard on http://{host}:{port}/  (Ctrl-C stops everything)", err=True
+    )
+    code = run_together(
+        {
+            "web": web_command(host, port, workers=1),
+            "worker": worker_command(1, "worker1@%h"),
+        }
+    )
+    sys.exit(code)
+
+
+def parse_param(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """Turn `k=v` pairs into a dict, reading each value as JSON when it parses."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--param")
+        try:
+            params[key.strip()] = json.loads(value)
+        except ValueError:
+            params[key.strip()] = value
+    return params
+
+
+def client_options(function: Any) -> Any:
+    """Add --url and --token, defaulting to TRAINYARD_URL and TRAINYARD_API_TOKEN."""
+    function = click.option("--token", default=None, help="Bearer token (TRAINYARD_API_TOKEN).")(
+        function
+    )
+    return click.option("--url", default=None, help="Server URL (TRAINYARD_URL).")(function)
+
+
+def make_client(url: str | None, token: str | None) -> Client:
+    settings = get_settings()
+    return Client(url or settings.url, token or settings.api_token)
+
+
+def follow(client: Client, run_id: int, interval: float = 1.0) -> dict[str, Any]:
+    """Show a progress bar that follows the run's epochs until it finishes; return the run."""
+    run = client.run(run_id)
+    with click.progressbar(
+        length=run["epochs_total"], label=f"run {run_id}", file=sys.stderr, show_pos=True
+    ) as bar:
+        shown = 0
+        while True:
+            if run["epochs_done"] > shown:
+                bar.update(run["epochs_done"] - shown)
+                shown = run["epochs_done"]
+            if run["status"] in FINISHED:
+                return run
+            time.sleep(interval)
+            run = client.run(run_id)
+
+
+@main.command()
+@click.option(
+    "--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="A hyperparameter; repeat."
+)
+@click.option("--name", default=None)
+@click.option(
+    "--idempotency-key", default=None, help="Retrying with the same key queues nothing new."
+)
+@click.option("--wait", is_flag=True, help="Follow the run and exit non-zero unless it succeeds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+@client_options
+def submit(
+    params: tuple[str, ...],
+    name: str | None,
+    idempotency_key: str | None,
+    wait: bool,
+    as_json: bool,
+    url: str | None,
+    token: str | None,
+) -> None:
+    """Queue a training run (e.g. -p epochs=3 -p normalize=false)."""
+    client = make_client(url, token)
+    try:
+        run = client.submit(parse_param(params), name, idempotency_key)
+        click.echo(f"run {run['id']} queued: {run['name']}", err=True)
+        if wait:
+            run = follow(client, run["id"])
+    except ApiError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(run, indent=2))
+    if wait:
+        summary = f"run {run['id']} {run['status']}"
+        if run["test_accuracy"] is not None:
+            summary += f": test accuracy {run['test_accuracy']:.4f}, loss {run['test_loss']:.4f}"
+        if run["error"]:
+            summary += f": {run['error']}"
+        click.echo(summary)
+        if run["status"] != "succeeded":
+            sys.exit(1)
+    elif not as_json:
+        click.echo(run["id"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The one error vocabulary: each domain error maps to one HTTP status and one JSON body shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TrainyardError(Exception):
+    """Base of all domain errors; `to_dict()` is the body every API error answers with."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return `{"error": {"code", "message", "fields"}}`."""
+        return {"error": {"code": self.code, "message": self.message, "fields": self.fields}}
+
+
+class BadRequest(TrainyardError):
+    """The request is malformed: bad JSON, an unknown query parameter or sort field."""
+
+
+class InvalidParams(TrainyardError):
+    """A submitted value fails the schema; `fields` says which and why."""
+
+    status = 422
+    code = "invalid"
+
+
+class Unauthorized(TrainyardError):
+    """A write came without the right bearer token."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(TrainyardError):
+    """The named resource does not exist."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(TrainyardError):
+    """The resource's state does not allow the action (cancel a finished run, say)."""
+
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(TrainyardError):
+    """The request body is over the configured limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(TrainyardError):
+    """The request body is not JSON."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class NotMigrated(TrainyardError):
+    """The database schema is missing or behind the code's latest revision."""
+
+    status = 503
+    code = "not_migrated"
+
+
+class DatasetError(TrainyardError):
+    """MNIST could not be found, downloaded or verified."""
+
+    status = 500
+    code = "dataset_error"

@@ -1,0 +1,193 @@
+"""The results store's tables as SQLAlchemy 2.0 declarative models."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from shared.params import PARAM_NAMES
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED_STATUSES
+
+
+FINISHED_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class Run(Base):
+    """One training job: what it was asked, where it ran, how it ended."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key"),
+        Index("ix_runs_status_created_at", "status", "created_at"),
+        Index("ix_runs_test_accuracy", "test_accuracy"),
+        Index("ix_runs_created_at", "created_at"),
+        Index("ix_runs_name", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[RunStatus] = mapped_column(
+        Enum(
+            RunStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
+        ),
+        default=RunStatus.QUEUED,
+    )
+
+    # Hyperparameters, one typed column each so the dashboard can filter and sort on them.
+    epochs: Mapped[int] = mapped_column(Integer)
+    batch_size: Mapped[int] = mapped_column(Integer)
+    learning_rate: Mapped[float] = mapped_column(Float)
+    optimizer: Mapped[str] = mapped_column(String(16), index=True)
+    hidden_units: Mapped[int] = mapped_column(Integer)
+    dropout: Mapped[float] = mapped_column(Float)
+    normalize: Mapped[bool] = mapped_column(Boolean, index=True)
+    validation_split: Mapped[float] = mapped_column(Float)
+    train_samples: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    worker: Mapped[str | None] = mapped_column(String(255))
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    test_loss: Mapped[float | None] = mapped_column(Float)
+    test_accuracy: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    # Reproducibility record: what produced these figures.
+    tensorflow_version: Mapped[str | None] = mapped_column(String(32))
+    keras_version: Mapped[str | None] = mapped_column(String(32))
+    python_version: Mapped[str | None] = mapped_column(String(32))
+    dataset_sha256: Mapped[str | None] = mapped_column(String(64))
+
+    epoch_rows: Mapped[list[Epoch]] = relationship(
+        back_populates="run", order_by="Epoch.epoch", cascade="all, delete-orphan"
+    )
+    evaluation: Mapped[Evaluation | None] = relationship(
+        back_populates="run", cascade="all, delete-orphan"
+    )
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The run's hyperparameters as a plain dict, in the schema's order."""
+        return {name: getattr(self, name) for name in PARAM_NAMES}
+
+
+class Epoch(Base):
+    """One epoch's metrics, written the moment the epoch ends."""
+
+    __tablename__ = "epochs"
+    __table_args__ = (UniqueConstraint("run_id", "epoch"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    loss: Mapped[float] = mapped_column(Float)
+    accuracy: Mapped[float] = mapped_column(Float)
+    val_loss: Mapped[float | None] = mapped_column(Float)
+    val_accuracy: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    run: Mapped[Run] = relationship(back_populates="epoch_rows")
+
+
+class Evaluation(Base):
+    """A finished run's test-set evaluation: confusion matrix, per-class accuracy, sample errors."""
+
+    __tablename__ = "evaluations"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    # confusion[true][predicted] counts over the 10,000 test images.
+    confusion_matrix: Mapped[list[list[int]]] = mapped_column(JSON)
+    per_class_accuracy: Mapped[list[float]] = mapped_column(JSON)
+    # Up to a few dozen misclassified test digits: index, label, predicted, base64 of 784 pixels.
+    misclassified: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+    run: Mapped[Run] = relationship(back_populates="evaluation")
+
+
+class Worker(Base):
+    """A worker process that registered itself; its heartbeat says whether it is alive."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

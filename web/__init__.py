@@ -1,0 +1,102 @@
+"""The Flask app factory: it reads settings and wires blueprints, errors and teardown."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from shared import db
+from shared.config import Settings, get_settings, set_settings
+from shared.errors import PayloadTooLarge, TrainyardError
+from shared.migrate import check_schema
+from web.database import register_teardown
+from web.queue import make_producer
+
+logger = logging.getLogger(__name__)
+
+csrf = CSRFProtect()
+
+
+def create_app(settings: Settings | None = None, check_migrations: bool = True) -> Flask:
+    """Build the app; refuse to start on a database that is not at the latest revision."""
+    settings = settings or get_settings()
+    set_settings(settings)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        TRAINYARD=settings,
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    engine = db.configure(settings)
+    if check_migrations:
+        check_schema(engine)
+    app.extensions["trainyard.producer"] = make_producer(settings)
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_teardown(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    csrf.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from web import api, pages
+
+    csrf.exempt(api.bp)  # the JSON API authenticates by bearer token, not cookies
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def _error_response(error: TrainyardError) -> Any:
+    if _wants_json():
+        return jsonify(error.to_dict()), error.status
+    return render_template("error.html", error=error), error.status
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map domain errors and HTTP errors onto the one JSON shape (or an HTML page)."""
+
+    @app.errorhandler(TrainyardError)
+    def _domain(error: TrainyardError) -> Any:
+        return _error_response(error)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(_: RequestEntityTooLarge) -> Any:
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        return _error_response(
+            PayloadTooLarge(f"the body is over {limit} bytes", {"body": f"at most {limit} bytes"})
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException) -> Any:
+        domain = TrainyardError(error.description or error.name)
+        domain.status = error.code or 500
+        domain.code = error.name.lower().replace(" ", "_")
+        response = _error_response(domain)
+        if isinstance(response, tuple) and error.code == 405:
+            return (*response, {"Allow": ", ".join(error.valid_methods or [])})
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Any:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        domain = TrainyardError("internal error; see the server log")
+        domain.status, domain.code = 500, "internal"
+        return _error_response(domain)
+
+    @app.after_request
+    def _no_sniff(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response

@@ -1,0 +1,99 @@
+"""Sending training jobs: the web's Celery producer, and submit as commit-then-enqueue."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared.celery_config import TASK_NAME, celery_config
+from shared.config import Settings
+from shared.errors import Conflict, TrainyardError
+from shared.models import Run, RunStatus
+from shared.params import Hyperparams
+from shared.runs import create_run, find_by_idempotency_key, finish_run, set_task_id
+
+logger = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(TrainyardError):
+    """The run was stored but its message could not be sent; the run is marked failed."""
+
+    status = 503
+    code = "broker_unavailable"
+
+
+def make_producer(settings: Settings) -> Celery:
+    """Create a Celery app used only to send messages (it registers no tasks)."""
+    producer = Celery("trainyard-web")
+    producer.conf.update(celery_config(settings))
+    producer.conf.broker_connection_retry = False
+    producer.conf.broker_connection_max_retries = 1
+    return producer
+
+
+def enqueue(producer: Celery, session: Session, run: Run) -> None:
+    """Send the run's message; on failure mark the run failed so it never sits queued forever."""
+    try:
+        result = producer.send_task(
+            TASK_NAME,
+            args=[run.id],
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2},
+        )
+    except Exception as exc:
+        logger.exception("could not enqueue run %s", run.id)
+        finish_run(session, run.id, RunStatus.FAILED, error=f"could not enqueue: {exc}")
+        session.commit()
+        raise BrokerUnavailable(
+            f"the broker is unreachable; run {run.id} was marked failed"
+        ) from exc
+    set_task_id(session, run.id, result.id)
+    session.commit()
+
+
+def _matches(run: Run, params: dict, name: str | None) -> bool:
+    return all(run.params.get(k) == v for k, v in params.items()) and (
+        name is None or run.name == name.strip()
+    )
+
+
+def submit(
+    producer: Celery,
+    session: Session,
+    params: Hyperparams,
+    name: str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Run, bool]:
+    """Create a run, commit it, then enqueue it; return (run, created).
+
+    With an idempotency key seen before, return that run (created False) and send nothing.
+    """
+    if idempotency_key:
+        existing = find_by_idempotency_key(session, idempotency_key)
+        if existing is not None:
+            return _replay(existing, params, name)
+    try:
+        run = create_run(session, params, name, idempotency_key)
+        session.commit()
+    except IntegrityError:
+        # A concurrent request with the same key won the race.
+        session.rollback()
+        existing = find_by_idempotency_key(session, idempotency_key or "")
+        if existing is None:
+            raise
+        return _replay(existing, params, name)
+    enqueue(producer, session, run)
+    return run, True
+
+
+def _replay(run: Run, params: Hyperparams, name: str | None) -> tuple[Run, bool]:
+    asked = params.model_dump(exclude_unset=True)
+    if not _matches(run, asked, name):
+        raise Conflict(
+            "this Idempotency-Key was used for a different request",
+            {"Idempotency-Key": "reused with different parameters"},
+        )
+    return run, False

@@ -1,0 +1,30 @@
+"""The one Celery task: train a run, given its id. It only calls plain functions in `jobs`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from shared.celery_config import TASK_NAME
+from shared.config import Settings
+from worker import jobs
+
+
+def register(app: Celery, settings: Settings) -> None:
+    """Register the training task on `app`, with time limits from the settings."""
+
+    @app.task(
+        name=TASK_NAME,
+        bind=True,
+        acks_late=True,
+        max_retries=None,
+        soft_time_limit=settings.task_time_limit,
+        time_limit=settings.task_time_limit + 60,
+    )
+    def train_run(self: Any, run_id: int) -> str:
+        """Train the run; if a live worker still holds it, look again once its heartbeat could lapse."""
+        outcome = jobs.execute_run(run_id, worker=self.request.hostname or "unknown")
+        if outcome == jobs.HELD:
+            raise self.retry(countdown=settings.heartbeat_timeout)
+        return outcome

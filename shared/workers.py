@@ -26,9 +26,12 @@ def register_worker(session: Session, name: str, hostname: str, pid: int, concur
     session.flush()
 
 
-def worker_heartbeat(session: Session, name: str) -> None:
-    """Refresh the worker's heartbeat."""
-    session.execute(update(Worker).where(Worker.name == name).values(heartbeat_at=utcnow()))
+def worker_heartbeat(session: Session, name: str) -> bool:
+    """Refresh the worker's heartbeat; return False when its row is gone (then re-register)."""
+    result = session.execute(
+        update(Worker).where(Worker.name == name).values(heartbeat_at=utcnow())
+    )
+    return result.rowcount == 1
 
 
 def stop_worker(session: Session, name: str) -> None:

@@ -46,12 +46,13 @@ def load_runtime(concurrency: int = 1) -> dict[str, Any]:
     return _state
 
 
-def _registry_loop(name: str, stop: threading.Event) -> None:
+def _registry_loop(name: str, concurrency: int, stop: threading.Event) -> None:
     settings = get_settings()
     while not stop.wait(settings.heartbeat_interval):
         try:
             with db.session_scope() as session:
-                worker_heartbeat(session, name)
+                if not worker_heartbeat(session, name):
+                    register_worker(session, name, socket.gethostname(), os.getpid(), concurrency)
                 # Three missed timeouts: no redelivery picked the run up, so say it failed.
                 fail_stale_runs(session, settings.heartbeat_timeout * 3)
         except Exception:
@@ -64,7 +65,7 @@ def start_registry(name: str, concurrency: int) -> None:
     with db.session_scope() as session:
         register_worker(session, name, socket.gethostname(), os.getpid(), concurrency)
     stop = threading.Event()
-    thread = threading.Thread(target=_registry_loop, args=(name, stop), daemon=True)
+    thread = threading.Thread(target=_registry_loop, args=(name, concurrency, stop), daemon=True)
     thread.start()
     _registry.update(name=name, stop=stop, thread=thread)
     logger.info("worker %s registered (concurrency %d)", name, concurrency)

@@ -1,0 +1,56 @@
+# trainyard: `make up` runs it on the embedded defaults, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# MNIST: the shared copy beside this checkout when there is one (else the worker downloads it).
+MNIST ?= $(wildcard $(abspath ../shared/datasets/mnist))
+ifneq ($(MNIST),)
+export TRAINYARD_DATA_DIR ?= $(MNIST)
+endif
+# The PostgreSQL server the store tests also run on (each run makes and drops its own database).
+PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+WORKERS ?= 2
+
+.PHONY: install up test test-sqlite test-postgres lint format cluster bench vendor clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+up: install
+	$(BIN)/trainyard up
+
+test: install lint test-sqlite test-postgres
+
+test-sqlite: install
+	$(BIN)/pytest
+
+test-postgres: install
+	TRAINYARD_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest tests/shared tests/web -m "not slow and not browser"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+cluster: install
+	$(BIN)/trainyard cluster --workers $(WORKERS)
+
+bench: install
+	$(BIN)/python -m bench.runs_pages
+	$(BIN)/python -m bench.throughput
+
+vendor:
+	cd $$(mktemp -d) && npm pack --silent chart.js@4 && tar xzf chart.js-*.tgz \
+	  && cp package/dist/chart.umd.min.js package/LICENSE.md $(CURDIR)/web/static/vendor/chartjs/
+
+clean:
+	rm -rf $(VENV) var artifacts .pytest_cache .ruff_cache

@@ -1,0 +1,117 @@
+"""Side-by-side comparison of runs: which hyperparameters differ, final figures, deltas, curves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.errors import BadRequest, NotFound
+from shared.models import Epoch, Run
+from shared.params import PARAM_NAMES
+from shared.serializers import duration_seconds, epoch_to_dict, run_to_dict
+
+MIN_RUNS, MAX_RUNS = 2, 20
+
+
+def parse_ids(raw: str | None) -> list[int]:
+    """Parse `ids=3,7,9`: 2 to 20 distinct positive integers, in the given order."""
+    if not raw:
+        raise BadRequest("name the runs to compare: ids=3,7,9", {"ids": "required"})
+    try:
+        ids = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise BadRequest(
+            "ids must be comma-separated run ids", {"ids": "not a list of integers"}
+        ) from None
+    if any(i < 1 for i in ids):
+        raise BadRequest("run ids are positive integers", {"ids": "not a list of run ids"})
+    ids = list(dict.fromkeys(ids))
+    if not MIN_RUNS <= len(ids) <= MAX_RUNS:
+        raise BadRequest(
+            f"compare {MIN_RUNS} to {MAX_RUNS} distinct runs, not {len(ids)}",
+            {"ids": f"between {MIN_RUNS} and {MAX_RUNS} distinct ids"},
+        )
+    return ids
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What the compare page and GET /api/compare show."""
+
+    runs: list[dict[str, Any]]
+    differing: list[str]
+    baseline_id: int
+    series: dict[int, list[dict[str, Any]]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ids": [run["id"] for run in self.runs],
+            "baseline": self.baseline_id,
+            "differing_params": self.differing,
+            "runs": self.runs,
+            "epochs": {str(run_id): rows for run_id, rows in self.series.items()},
+        }
+
+
+def best_epoch(rows: list[Epoch]) -> int | None:
+    """The epoch with the highest validation accuracy (training accuracy without validation)."""
+    if not rows:
+        return None
+    key = "val_accuracy" if any(r.val_accuracy is not None for r in rows) else "accuracy"
+    return max(rows, key=lambda r: (getattr(r, key) or 0.0, -r.epoch)).epoch
+
+
+def compare_runs(session: Session, ids: list[int], baseline_id: int | None = None) -> Comparison:
+    """Load the runs and their epochs in two queries and line them up against a baseline."""
+    runs = {run.id: run for run in session.scalars(select(Run).where(Run.id.in_(ids)))}
+    missing = [i for i in ids if i not in runs]
+    if missing:
+        raise NotFound(
+            f"no run {', '.join(map(str, missing))}", {"ids": f"unknown run ids: {missing}"}
+        )
+    baseline_id = baseline_id if baseline_id is not None else ids[0]
+    if baseline_id not in runs:
+        raise BadRequest(
+            "the baseline must be one of the compared runs", {"baseline": "not in ids"}
+        )
+    series: dict[int, list[Epoch]] = {i: [] for i in ids}
+    for row in session.scalars(
+        select(Epoch).where(Epoch.run_id.in_(ids)).order_by(Epoch.run_id, Epoch.epoch)
+    ):
+        series[row.run_id].append(row)
+    differing = [
+        name for name in PARAM_NAMES if len({repr(getattr(runs[i], name)) for i in ids}) > 1
+    ]
+    base = runs[baseline_id]
+    summaries = []
+    for i in ids:
+        run = runs[i]
+        summary = run_to_dict(run, series[i][-1] if series[i] else None)
+        summary["best_epoch"] = best_epoch(series[i])
+        summary["training_seconds"] = (
+            round(sum(r.seconds for r in series[i]), 3) if series[i] else None
+        )
+        summary["duration_seconds"] = duration_seconds(run)
+        summary["delta"] = {
+            "test_accuracy": _delta(run.test_accuracy, base.test_accuracy),
+            "test_loss": _delta(run.test_loss, base.test_loss),
+        }
+        summary["per_class_accuracy"] = (
+            run.evaluation.per_class_accuracy if run.evaluation else None
+        )
+        summaries.append(summary)
+    return Comparison(
+        runs=summaries,
+        differing=differing,
+        baseline_id=baseline_id,
+        series={i: [epoch_to_dict(r) for r in series[i]] for i in ids},
+    )
+
+
+def _delta(value: float | None, baseline: float | None) -> float | None:
+    if value is None or baseline is None:
+        return None
+    return round(value - baseline, 6)

@@ -1,0 +1,140 @@
+"""Fixtures on real parts: a migrated database (SQLite, or PostgreSQL when named), the app, workers.
+
+TRAINYARD_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres switches the
+store to PostgreSQL: each test session creates a database of its own on that server and drops it
+after. TRAINYARD_TEST_BROKER_URL overrides the broker worker tests use (default: the local Redis).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from shared import db
+from shared.config import Settings, set_settings
+from shared.migrate import upgrade
+from shared.models import Base
+from tests.support import mnist_dir
+
+REDIS_URL = os.environ.get("TRAINYARD_TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
+
+
+def _postgres_database(server_url: str) -> Iterator[str]:
+    """Create a throwaway database on the server named by `server_url`; drop it afterwards."""
+    url = make_url(server_url)
+    name = f"trainyard_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        db.dispose_engine()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An empty database for this test session: PostgreSQL when named, else a SQLite file."""
+    server = os.environ.get("TRAINYARD_TEST_DATABASE_URL")
+    if server:
+        yield from _postgres_database(server)
+    else:
+        yield f"sqlite:///{tmp_path_factory.mktemp('store') / 'trainyard.db'}"
+
+
+@pytest.fixture(scope="session")
+def base_settings(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Settings:
+    """Settings of this test session: its own home, database and queue; the local Redis broker."""
+    home: Path = tmp_path_factory.mktemp("home")
+    return Settings(
+        home=home,
+        database_url=database_url,
+        broker_url=REDIS_URL,
+        data_dir=mnist_dir(),
+        allow_download=False,
+        secret_key="test-secret",
+        queue=f"trainyard-test-{uuid.uuid4().hex[:8]}",
+        heartbeat_interval=1.0,
+        heartbeat_timeout=30.0,
+    )
+
+
+@pytest.fixture(scope="session")
+def migrated(base_settings: Settings) -> Settings:
+    """The session's database, upgraded to the latest revision."""
+    upgrade(base_settings.database_url)
+    return base_settings
+
+
+@pytest.fixture()
+def settings(migrated: Settings) -> Iterator[Settings]:
+    """Settings for one test, on an emptied, migrated database."""
+    set_settings(migrated)
+    engine = db.configure(migrated)
+    with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+    yield migrated
+    set_settings(None)
+
+
+@pytest.fixture()
+def session(settings: Settings) -> Iterator[Session]:
+    """A session on the test database; the test commits what it wants others to see."""
+    s = db.new_session()
+    yield s
+    s.rollback()
+    s.close()
+
+
+@pytest.fixture()
+def app(settings: Settings) -> Flask:
+    """The Flask app on the test settings, CSRF off (the form tests turn it on)."""
+    application = create_test_app(settings)
+    application.config["WTF_CSRF_ENABLED"] = False
+    return application
+
+
+def create_test_app(settings: Settings) -> Flask:
+    from web import create_app
+
+    application = create_app(settings)
+    application.config["TESTING"] = True
+    return application
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def worker(migrated: Settings) -> Iterator[Settings]:
+    """A real Celery worker process on the local Redis, shared by the tests that need one."""
+    from tests.support import worker_process
+
+    set_settings(migrated)
+    db.configure(migrated)
+    with worker_process(migrated, name="session-worker"):
+        yield migrated
+
+
+@pytest.fixture(scope="session")
+def live_server(migrated: Settings) -> Iterator[str]:
+    """The web app under gunicorn on a free loopback port; yields its base URL."""
+    from tests.support import web_process
+
+    with web_process(migrated) as url:
+        yield url

@@ -42,6 +42,8 @@ format: install
 	$(BIN)/ruff format .
 
 cluster: install
+	TRAINYARD_BROKER_URL=$${TRAINYARD_BROKER_URL:-redis://127.0.0.1:6379/0} \
+	TRAINYARD_DATABASE_URL=$${TRAINYARD_DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/trainyard} \
 	$(BIN)/trainyard cluster --workers $(WORKERS)
 
 bench: install

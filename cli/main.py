@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from cli.client import ApiError, Client
+from cli.cluster import cluster
 from shared.config import get_settings
 
 logger = logging.getLogger("trainyard")
@@ -69,7 +70,7 @@ def run_together(commands: dict[str, list[str]]) -> int:
         while not stopping and all(p.poll() is None for p in processes.values()):
             time.sleep(0.2)
     except KeyboardInterrupt:
-        pass
+        stopping = True  # Ctrl-C reaches the children too: their exit codes are not failures
     finally:
         signal.signal(signal.SIGTERM, previous)
         for process in processes.values():
@@ -263,6 +264,8 @@ def submit(
     elif not as_json:
         click.echo(run["id"])
 
+
+main.add_command(cluster)
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,7 @@ from wtforms import BooleanField, Field, FloatField, IntegerField, SelectField, 
 from wtforms.validators import Length, Optional
 
 from shared.errors import InvalidParams
+from shared.models import Run
 from shared.params import OPTIMIZERS, Hyperparams, parse_params
 
 
@@ -48,6 +49,17 @@ class RunForm(FlaskForm):
                 if name in Hyperparams.model_fields:
                     self[name].errors = [*self[name].errors, reason]
             return None
+
+
+def clone_data(run: Run) -> dict[str, Any]:
+    """Form data that repeats a run: its name and hyperparameters, the seed left blank.
+
+    The seed stays blank so the clone draws a new one: a clone is usually a variation to try,
+    and typing the old seed back in is one field away when an exact repeat is wanted.
+    """
+    data = {name: value for name, value in run.params.items() if name != "seed"}
+    data["name"] = f"{run.name} (clone)"[:200]
+    return data
 
 
 for _name in Hyperparams.model_fields:

@@ -1,19 +1,40 @@
-"""The dashboard's server-rendered pages."""
+"""The dashboard's server-rendered pages; a little JavaScript enhances them, none is required."""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from shared.errors import TrainyardError
-from shared.queries import list_runs, parse_query
+from shared.compare import compare_runs, parse_ids
+from shared.errors import BadRequest, TrainyardError
+from shared.models import Evaluation, RunStatus
+from shared.params import PARAM_NAMES
+from shared.queries import NUMERIC_PARAMS, SORT_FIELDS, list_runs, parse_query
 from shared.runs import epochs_of, get_run, latest_epochs, queue_position, request_cancel
-from shared.serializers import epoch_to_dict, evaluation_to_dict, run_to_dict
+from shared.serializers import epoch_to_dict, run_to_dict, worker_to_dict
+from shared.workers import list_workers
 from web.database import get_session
-from web.forms import RunForm
+from web.digits import digit_data_uri
+from web.forms import RunForm, clone_data
 from web.queue import submit
 
+logger = logging.getLogger(__name__)
+
 bp = Blueprint("pages", __name__)
+
+# One colour per compared run (up to 20), shared by the tables and the overlaid curves.
+PALETTE = (
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+    "#bcbd22", "#7f7f7f", "#393b79", "#ad494a", "#637939", "#e6550d", "#7b4173", "#843c39",
+    "#3182bd", "#31a354", "#756bb1", "#636363",
+)  # fmt: skip
+STATUSES = [status.value for status in RunStatus]
+# Hyperparameters the runs page offers as min/max ranges (the seed is filtered by value only).
+RANGE_PARAMS = [name for name in NUMERIC_PARAMS if name != "seed"]
 
 
 @bp.get("/")
@@ -21,21 +42,66 @@ def home() -> Response:
     return redirect(url_for("pages.runs"))
 
 
+def filter_args(args: MultiDict[str, str]) -> dict[str, str]:
+    """Flatten the filter form's query string: drop blank fields, join repeated ones with commas.
+
+    A plain GET form sends every empty input and one `status=` per ticked box; the query schema
+    wants absent keys and `status=a,b`.
+    """
+    flat: dict[str, str] = {}
+    for key, values in args.lists():
+        kept = [value.strip() for value in values if value.strip()]
+        if kept:
+            flat[key] = ",".join(kept)
+    return flat
+
+
 @bp.get("/runs")
-def runs() -> str:
-    """Every run, newest first, a page at a time."""
-    query = parse_query(request.args.to_dict())
+def runs() -> tuple[str, int]:
+    """Runs filtered, sorted and paged by the query string; a bad filter shows its reason."""
+    args = filter_args(request.args)
+    context: dict[str, Any] = {
+        "args": args,
+        "statuses": STATUSES,
+        "range_params": RANGE_PARAMS,
+        "sort_fields": SORT_FIELDS,
+        "error": None,
+        "ranges_open": "seed" in args
+        or any(f"{name}_{end}" in args for name in RANGE_PARAMS for end in ("min", "max")),
+        "rows": [],
+        "page": None,
+    }
+    try:
+        query = parse_query(args)
+    except BadRequest as exc:
+        context["error"] = exc
+        return render_template("runs.html", **context), 400
     session = get_session()
     page = list_runs(session, query)
     latest = latest_epochs(session, [run.id for run in page.runs])
-    rows = [run_to_dict(run, latest.get(run.id)) for run in page.runs]
-    return render_template("runs.html", rows=rows, page=page, query=query)
+    context["rows"] = [
+        run_to_dict(run, latest.get(run.id), queue_position(session, run)) for run in page.runs
+    ]
+    context["page"] = page
+    context["sort"] = query.sort  # type: ignore[attr-defined]
+    return render_template("runs.html", **context), 200
+
+
+def _clone_source() -> dict[str, Any] | None:
+    """The form data of the run named by `?clone=<id>`, or None when there is none."""
+    raw = request.args.get("clone", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise BadRequest("clone must be a run id", {"clone": "not a run id"})
+    return clone_data(get_run(get_session(), int(raw)))
 
 
 @bp.route("/runs/new", methods=["GET", "POST"])
-def new_run() -> str | Response:
-    """The New run form; a valid submission queues the run and opens its page."""
-    form = RunForm()
+def new_run() -> str | Response | tuple[str, int]:
+    """The New run form (pre-filled from `?clone=<id>`); a valid post queues the run."""
+    cloned = _clone_source() if request.method == "GET" else None
+    form = RunForm(data=cloned) if cloned else RunForm()
     if form.validate_on_submit():
         params = form.validate_params()
         if params is not None:
@@ -46,12 +112,43 @@ def new_run() -> str | Response:
             flash(f"Run {run.id} queued.")
             return redirect(url_for("pages.run", run_id=run.id))
     status = 422 if request.method == "POST" else 200
-    return render_template("new.html", form=form), status  # type: ignore[return-value]
+    return render_template("new.html", form=form, cloned=request.args.get("clone")), status
+
+
+def evaluation_view(evaluation: Evaluation | None) -> dict[str, Any] | None:
+    """Shape a run's evaluation for the heatmap and the digit grid."""
+    if evaluation is None:
+        return None
+    matrix = evaluation.confusion_matrix
+    rows = []
+    for true_label, counts in enumerate(matrix):
+        total = sum(counts) or 1
+        rows.append(
+            {
+                "label": true_label,
+                "total": sum(counts),
+                "accuracy": evaluation.per_class_accuracy[true_label],
+                "cells": [
+                    {"count": count, "share": count / total, "diagonal": true_label == predicted}
+                    for predicted, count in enumerate(counts)
+                ],
+            }
+        )
+    digits = [
+        {**{k: v for k, v in item.items() if k != "image"}, "src": digit_data_uri(item["image"])}
+        for item in evaluation.misclassified
+    ]
+    return {
+        "rows": rows,
+        "total": sum(sum(counts) for counts in matrix),
+        "correct": sum(matrix[i][i] for i in range(len(matrix))),
+        "digits": digits,
+    }
 
 
 @bp.get("/runs/<int:run_id>")
 def run(run_id: int) -> str:
-    """One run: hyperparameters, epochs, curves, final figures."""
+    """One run: live progress, hyperparameters, curves, epochs, evaluation."""
     session = get_session()
     record = get_run(session, run_id)
     latest = latest_epochs(session, [run_id]).get(run_id)
@@ -59,8 +156,15 @@ def run(run_id: int) -> str:
         "run.html",
         run=run_to_dict(record, latest, queue_position(session, record)),
         epochs=[epoch_to_dict(e) for e in epochs_of(session, run_id)],
-        evaluation=evaluation_to_dict(record.evaluation),
+        evaluation=evaluation_view(record.evaluation),
     )
+
+
+@bp.get("/runs/<int:run_id>/evaluation")
+def run_evaluation(run_id: int) -> str:
+    """The evaluation section alone, which the run page fetches when a run finishes."""
+    record = get_run(get_session(), run_id)
+    return render_template("_evaluation.html", evaluation=evaluation_view(record.evaluation))
 
 
 @bp.post("/runs/<int:run_id>/cancel")
@@ -74,3 +178,75 @@ def cancel(run_id: int) -> Response:
     except TrainyardError as exc:
         flash(exc.message)
     return redirect(url_for("pages.run", run_id=run_id))
+
+
+def _baseline_arg() -> int | None:
+    raw = request.args.get("baseline", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise BadRequest("baseline must be a run id", {"baseline": "not a run id"})
+    return int(raw)
+
+
+@bp.get("/compare")
+def compare() -> str:
+    """Runs side by side: differing hyperparameters, final figures with deltas, curves."""
+    # `ids` arrives as `3,7,9` from a shared link, or once per ticked box from the runs page.
+    ids = parse_ids(",".join(request.args.getlist("ids")))
+    comparison = compare_runs(get_session(), ids, _baseline_arg())
+    show_all = request.args.get("all") == "1"
+    params = [
+        {
+            "name": name,
+            "cells": [run["params"][name] for run in comparison.runs],
+            "differs": name in comparison.differing,
+        }
+        for name in PARAM_NAMES
+    ]
+    per_class = []
+    for digit in range(10):
+        values = [
+            run["per_class_accuracy"][digit] if run["per_class_accuracy"] else None
+            for run in comparison.runs
+        ]
+        known = [v for v in values if v is not None]
+        per_class.append(
+            {
+                "digit": digit,
+                "cells": values,
+                "best": max(known, default=None),
+                "known": len(known),
+            }
+        )
+    colours = {run["id"]: PALETTE[i % len(PALETTE)] for i, run in enumerate(comparison.runs)}
+    chart_data = {
+        "runs": [
+            {"id": run["id"], "name": run["name"], "colour": colours[run["id"]]}
+            for run in comparison.runs
+        ],
+        "epochs": {str(k): v for k, v in comparison.series.items()},
+    }
+    return render_template(
+        "compare.html",
+        comparison=comparison,
+        params=params,
+        per_class=per_class,
+        colours=colours,
+        show_all=show_all,
+        ids_arg=",".join(str(i) for i in ids),
+        chart_data=chart_data,
+    )
+
+
+@bp.get("/workers")
+def workers() -> str:
+    """Registered workers, whether each is alive, and the runs it holds."""
+    settings = current_app.config["TRAINYARD"]
+    rows = [
+        worker_to_dict(worker, alive, running)
+        for worker, alive, running in list_workers(
+            get_session(), alive_within=settings.heartbeat_timeout, include_dead=True
+        )
+    ]
+    return render_template("workers.html", workers=rows)

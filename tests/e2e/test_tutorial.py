@@ -1,0 +1,64 @@
+"""The TensorFlow 2 quickstart's table, reproduced through trainyard's own queue.
+
+Two full jobs (60,000 images, 5 epochs, batch 32, Adam): pixels divided by 255, and raw pixels.
+The tutorial reports test accuracy 0.9777 (loss 0.0744) and 0.9285 (loss 0.2898).
+"""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from shared.config import Settings
+from shared.models import RunStatus
+from shared.runs import get_run
+from tests.support import wait_for
+
+TUTORIAL = {True: (0.9777, 0.0744, 0.005), False: (0.9285, 0.2898, 0.015)}
+
+
+@pytest.mark.slow
+def test_the_quickstart_table_is_reproduced_through_the_queue(
+    settings: Settings, worker: Settings, client: FlaskClient, session: Session
+) -> None:
+    ids = {}
+    for normalize in (True, False):
+        response = client.post(
+            "/api/runs",
+            json={"name": f"quickstart normalize={normalize}", "params": {"normalize": normalize}},
+        )
+        assert response.status_code == 202
+        ids[normalize] = response.get_json()["id"]
+
+    def both_finished() -> bool:
+        session.expire_all()
+        return all(
+            get_run(session, i).status not in (RunStatus.QUEUED, RunStatus.RUNNING)
+            for i in ids.values()
+        )
+
+    wait_for(both_finished, 600, interval=1, what="the two quickstart runs")
+    results = {}
+    print("\n  normalize | test accuracy (tutorial) | test loss (tutorial) | seed | seconds")
+    for normalize, run_id in ids.items():
+        run = get_run(session, run_id)
+        assert run.status == RunStatus.SUCCEEDED, run.error
+        assert (run.epochs, run.batch_size, run.train_samples, run.optimizer) == (
+            5,
+            32,
+            60000,
+            "adam",
+        )
+        assert len(run.epoch_rows) == 5
+        accuracy, loss, _ = TUTORIAL[normalize]
+        seconds = (run.finished_at - run.started_at).total_seconds()
+        print(
+            f"  {normalize!s:9} | {run.test_accuracy:.4f} ({accuracy})          | "
+            f"{run.test_loss:.4f} ({loss})      | {run.seed} | {seconds:.0f}"
+        )
+        results[normalize] = run
+    for normalize, run in results.items():
+        accuracy, _, tolerance = TUTORIAL[normalize]
+        assert abs(run.test_accuracy - accuracy) <= tolerance, (normalize, run.test_accuracy)
+    assert results[True].test_accuracy - results[False].test_accuracy >= 0.03

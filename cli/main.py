@@ -90,6 +90,21 @@ def run_together(commands: dict[str, list[str]]) -> int:
     return 0
 
 
+def require_migrated() -> None:
+    """Stop with a clear message unless the database is at the latest revision."""
+    from shared.db import make_engine
+    from shared.errors import NotMigrated
+    from shared.migrate import check_schema
+
+    engine = make_engine(get_settings().database_url)
+    try:
+        check_schema(engine)
+    except NotMigrated as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        engine.dispose()
+
+
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(verbose: bool) -> None:
@@ -98,6 +113,7 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @main.group()
@@ -142,6 +158,7 @@ def db_current() -> None:
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn processes")
 def web(host: str, port: int, workers: int) -> None:
     """Serve the dashboard and the API with gunicorn."""
+    require_migrated()
     command = web_command(host, port, workers)
     os.execv(command[0], command)
 
@@ -152,6 +169,7 @@ def web(host: str, port: int, workers: int) -> None:
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(concurrency: int, hostname: str | None, loglevel: str) -> None:
     """Run a Celery worker that trains queued runs."""
+    require_migrated()
     command = worker_command(concurrency, hostname, loglevel)
     os.execv(command[0], command)
 

@@ -174,3 +174,24 @@ def web_process(settings: Settings, port: int | None = None) -> Iterator[str]:
         yield url
     finally:
         _stop(process, log)
+
+
+@contextmanager
+def postgres_database(server_url: str, prefix: str = "trainyard_test") -> Iterator[str]:
+    """Create an empty database on the PostgreSQL server `server_url` names; drop it afterwards."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(server_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from shared.db import make_engine
 from shared.migrate import current_revision, downgrade, head_revision, upgrade
 from shared.models import Base
+from tests.support import postgres_database
 
 # The server the PostgreSQL case creates its throwaway database on.
 PG_SERVER = os.environ.get(
@@ -25,25 +25,16 @@ PG_SERVER = os.environ.get(
 MODEL_TABLES = set(Base.metadata.tables)
 
 
-def postgres_database() -> Iterator[str]:
-    """Create an empty database on PG_SERVER; drop it afterwards."""
-    server = make_url(PG_SERVER)
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    name = f"trainyard_migrations_{uuid.uuid4().hex[:10]}"
+def reachable(server_url: str) -> bool:
+    """Whether the PostgreSQL server answers (the suite may run where there is none)."""
+    engine = create_engine(server_url)
     try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        if "TRAINYARD_TEST_DATABASE_URL" in os.environ:
-            raise
-        pytest.skip(f"no PostgreSQL at {server.render_as_string()}: {exc}")
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
+        with engine.connect():
+            return True
+    except OperationalError:
+        return False
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -52,7 +43,10 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
     else:
-        yield from postgres_database()
+        if "TRAINYARD_TEST_DATABASE_URL" not in os.environ and not reachable(PG_SERVER):
+            pytest.skip(f"no PostgreSQL at {PG_SERVER}")
+        with postgres_database(PG_SERVER, "trainyard_migrations") as url:
+            yield url
 
 
 @pytest.fixture()

@@ -1,0 +1,127 @@
+"""The runs and compare pages with 10,000 runs and 200,000 epoch rows in the store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+
+from bench.runs_pages import seed_store
+from shared.models import Epoch, Run, RunStatus
+from tests.web.test_pages import find, page, run_ids
+
+
+@pytest.fixture()
+def seeded(session: Session) -> list[dict[str, Any]]:
+    rows = seed_store(session)
+    assert session.scalar(select(func.count(Run.id))) == 10_000
+    assert session.scalar(select(func.count(Epoch.id))) == 200_000
+    return rows
+
+
+@pytest.fixture()
+def loaded_runs() -> Iterator[list[int]]:
+    """Count the Run rows the ORM loads, so a test can tell a page never loads them all."""
+    loaded: list[int] = []
+
+    def count(target: Run, _: Any) -> None:
+        loaded.append(target.id)
+
+    event.listen(Run, "load", count)
+    yield loaded
+    event.remove(Run, "load", count)
+
+
+def expected(rows: list[dict[str, Any]], keep: Any, sort: str) -> list[int]:
+    """The ids the query should list, computed in Python from the seeded rows."""
+    field = sort.lstrip("-")
+    chosen = [r for r in rows if keep(r)]
+    present = [r for r in chosen if r[field] is not None]
+    absent = [r for r in chosen if r[field] is None]
+    reverse = sort.startswith("-")
+    present.sort(key=lambda r: (r[field], r["id"]), reverse=reverse)
+    absent.sort(key=lambda r: r["id"], reverse=reverse)
+    return [r["id"] for r in present + absent]
+
+
+def test_runs_page_filters_sorts_and_pages_10000_runs(
+    client: FlaskClient, seeded: list[dict[str, Any]], loaded_runs: list[int]
+) -> None:
+    html = page(client, "/runs")
+    assert find(html, "small", id="runs-total")[0]["attrs"]["data-total"] == "10000"
+    assert run_ids(html) == sorted((r["id"] for r in seeded), reverse=True)[:25]
+    assert "page 1 of 400" in html
+    assert len(loaded_runs) == 25  # one page, never the whole table
+
+    def keep(r: dict[str, Any]) -> bool:
+        return r["optimizer"] == "sgd" and not r["normalize"] and r["hidden_units"] >= 128
+
+    want = expected(seeded, keep, "-test_accuracy")
+    query = "optimizer=sgd&normalize=false&hidden_units_min=128&sort=-test_accuracy&limit=50"
+    html = page(client, f"/runs?{query}&page=2")
+    assert find(html, "small", id="runs-total")[0]["attrs"]["data-total"] == str(len(want))
+    assert run_ids(html) == want[50:100]
+
+    last = -(-len(want) // 50)
+    assert run_ids(page(client, f"/runs?{query}&page={last}")) == want[50 * (last - 1) :]
+    assert run_ids(page(client, f"/runs?{query}&page={last + 1}")) == []
+
+    running = page(client, "/runs?status=running&limit=200")
+    assert len(run_ids(running)) == 100
+    assert all(
+        "epoch 40 of 50" in e["text"] for e in find(running, "td", **{"class": "progress-cell"})
+    )
+
+    ranged = expected(
+        seeded,
+        lambda r: (
+            r["test_accuracy"] is not None
+            and 0.98 <= r["test_accuracy"] <= 0.985
+            and r["learning_rate"] <= 0.003
+        ),
+        "test_accuracy",
+    )
+    html = page(
+        client,
+        "/runs?test_accuracy_min=0.98&test_accuracy_max=0.985&learning_rate_max=0.003"
+        "&sort=test_accuracy&limit=200",
+    )
+    assert run_ids(html) == ranged[:200]
+
+    # Walking the pages of a filter lists every match exactly once, in order.
+    want = expected(seeded, lambda r: r["optimizer"] == "adam" and r["normalize"], "-hidden_units")
+    seen: list[int] = []
+    for number in range(1, -(-len(want) // 200) + 1):
+        url = f"/runs?optimizer=adam&normalize=true&sort=-hidden_units&limit=200&page={number}"
+        seen += run_ids(page(client, url))
+    assert seen == want
+
+
+def test_compare_20_runs_among_10000(
+    client: FlaskClient, seeded: list[dict[str, Any]], loaded_runs: list[int]
+) -> None:
+    done = [r for r in seeded if r["status"] == RunStatus.SUCCEEDED][-20:]
+    ids = ",".join(str(r["id"]) for r in done)
+    html = page(client, f"/compare?ids={ids}")
+    assert len(set(loaded_runs)) == 20
+    header = find(html, "table", id="params-table")
+    assert header
+    columns = [e for e in find(html, "th") if "data-run-id" in e["attrs"]]
+    assert len(columns) == 40  # params table and figures table
+    differing = {e["attrs"]["data-param"] for e in find(html, "tr", data_differs="true")}
+    assert differing == {
+        name
+        for name in ("batch_size", "learning_rate", "optimizer", "hidden_units", "dropout",
+                     "normalize", "validation_split", "seed")
+        if len({r[name] for r in done}) > 1
+    }  # fmt: skip
+    base = done[0]["test_accuracy"]
+    deltas = {
+        int(c["attrs"]["data-run-id"]): float(c["attrs"]["data-delta"])
+        for c in find(html, "td", data_field="test_accuracy")
+    }
+    assert deltas == {r["id"]: pytest.approx(r["test_accuracy"] - base, abs=1e-6) for r in done}

@@ -75,7 +75,8 @@ def _claim(run_id: int, worker: str) -> tuple[str, Hyperparams | None]:
             return SKIPPED, None
         if run.status in FINISHED_STATUSES:
             return SKIPPED, None
-        if run.attempt >= MAX_ATTEMPTS and run.status == RunStatus.RUNNING:
+        lost = run.status == RunStatus.RUNNING and is_stale(run, settings.heartbeat_timeout)
+        if lost and run.attempt >= MAX_ATTEMPTS:
             finish_run(
                 session,
                 run_id,
@@ -84,8 +85,7 @@ def _claim(run_id: int, worker: str) -> tuple[str, Hyperparams | None]:
             )
             return FAILED, None
         if run.cancel_requested:
-            # Cancelled while its worker was lost: nobody else will finish it.
-            if is_stale(run, settings.heartbeat_timeout):
+            if lost:  # cancelled while its worker was lost: nobody else will finish it
                 finish_run(session, run_id, RunStatus.CANCELLED)
                 return CANCELLED, None
             return HELD, None

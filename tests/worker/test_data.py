@@ -135,5 +135,5 @@ def test_offline_without_a_data_dir_says_what_to_set(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="TRAINYARD_DATA_DIR"):
         locate_mnist(settings)
     unreachable = Settings(home=tmp_path, data_dir=None, mnist_mirror="http://127.0.0.1:9/")
-    with pytest.raises(DatasetError, match="cannot download MNIST.*TRAINYARD_DATA_DIR"):
+    with pytest.raises(DatasetError, match=r"cannot download MNIST.*TRAINYARD_DATA_DIR"):
         locate_mnist(unreachable)

@@ -21,7 +21,10 @@ _registry: dict[str, Any] = {}
 
 def init_child(concurrency: int) -> None:
     """Set up a freshly forked worker process: new DB connections, TensorFlow, the dataset."""
-    db.configure()  # never share the parent's pooled connections
+    # Drop the parent's pooled connections without closing them (they are the parent's sockets),
+    # then open our own.
+    db.dispose_engine()
+    db.configure()
     load_runtime(concurrency)
 
 

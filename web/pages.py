@@ -37,6 +37,14 @@ STATUSES = [status.value for status in RunStatus]
 RANGE_PARAMS = [name for name in NUMERIC_PARAMS if name != "seed"]
 
 
+@bp.app_template_filter("param")
+def format_param(value: Any) -> str:
+    """Show a hyperparameter as a researcher writes it: booleans as yes/no."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
 @bp.get("/")
 def home() -> Response:
     return redirect(url_for("pages.runs"))

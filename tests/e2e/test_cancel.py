@@ -1,0 +1,85 @@
+"""Cancel from the run page on a real worker: a running job stops within an epoch, a queued one never starts."""
+
+from __future__ import annotations
+
+import time
+
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.config import Settings
+from shared.models import Epoch, Run, RunStatus
+from shared.runs import get_run
+from tests.support import wait_for
+from tests.web.test_pages import find
+
+FORM_DEFAULTS = {"normalize": "y", "seed": "1"}
+
+
+def submit_form(client: FlaskClient, **fields: object) -> int:
+    """Post the New run form as a browser without JavaScript would; return the new run's id."""
+    response = client.post(
+        "/runs/new", data={**FORM_DEFAULTS, **{k: str(v) for k, v in fields.items()}}
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    return int(response.headers["Location"].rsplit("/", 1)[1])
+
+
+def read(session: Session, run_id: int) -> Run:
+    session.expire_all()
+    return get_run(session, run_id)
+
+
+def epoch_rows(session: Session, run_id: int) -> int:
+    return (
+        session.scalar(select(func.count()).select_from(Epoch).where(Epoch.run_id == run_id)) or 0
+    )
+
+
+def test_cancel_stops_a_running_job_and_a_queued_one_never_starts(
+    settings: Settings, worker: Settings, client: FlaskClient, session: Session
+) -> None:
+    # 30 epochs on all 60,000 images: minutes of work, so only a cancel ends it soon.
+    long = submit_form(client, name="too long", train_samples=60000, epochs=30)
+    queued = submit_form(client, name="never runs", train_samples=500, epochs=1)
+    after = submit_form(client, name="runs after", train_samples=500, epochs=1)
+
+    # A queued run is cancelled at once.
+    assert client.post(f"/runs/{queued}/cancel").status_code == 302
+    assert read(session, queued).status == RunStatus.CANCELLED
+
+    wait_for(lambda: epoch_rows(session, long) >= 1, 180, interval=0.1, what="the first epoch")
+    first = session.scalar(select(Epoch).where(Epoch.run_id == long, Epoch.epoch == 1))
+    assert first is not None
+    epoch_seconds = first.seconds
+    assert read(session, long).status == RunStatus.RUNNING
+
+    page = client.post(f"/runs/{long}/cancel", follow_redirects=True).get_data(as_text=True)
+    asked = time.monotonic()
+    assert "cancel requested" in page
+    # Within about one epoch: the heartbeat notices the flag, Keras stops at the next batch.
+    bound = epoch_seconds + 2 * settings.heartbeat_interval + 5
+    wait_for(
+        lambda: read(session, long).status.finished, bound, interval=0.1, what="the run to stop"
+    )
+    took = time.monotonic() - asked
+    run = read(session, long)
+    assert run.status == RunStatus.CANCELLED, run.error
+    print(f"\ncancel: epoch {epoch_seconds:.1f} s, stopped {took:.1f} s after the request")
+    assert 1 <= run.epochs_done < 30
+    assert epoch_rows(session, long) == run.epochs_done  # completed epochs are kept
+    assert run.test_accuracy is None
+
+    html = client.get(f"/runs/{long}").get_data(as_text=True)
+    assert find(html, "span", id="run-status")[0]["text"] == "cancelled"
+    assert "hidden" in find(html, "form", id="cancel-form")[0]["attrs"]
+    assert client.post(f"/runs/{long}/cancel", follow_redirects=True).status_code == 200
+
+    # The worker takes messages in order: once the later run is done, the cancelled one was seen.
+    wait_for(lambda: read(session, after).status.finished, 120, interval=0.3, what="the later run")
+    assert read(session, after).status == RunStatus.SUCCEEDED
+    skipped = read(session, queued)
+    assert skipped.status == RunStatus.CANCELLED
+    assert skipped.started_at is None and skipped.attempt == 0
+    assert epoch_rows(session, queued) == 0

@@ -1,0 +1,78 @@
+"""A finished run's evaluation, from a real worker: the matrix adds up and the pictures are right."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from pathlib import Path
+
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from shared.config import Settings
+from shared.models import Evaluation, RunStatus
+from shared.runs import get_run
+from tests.support import mnist_dir, wait_for
+from tests.web.test_pages import _decode_png, find
+
+TEST_IMAGES = 10_000
+
+
+def read_idx(folder: Path, stem: str, header: int) -> bytes:
+    """The payload of one MNIST IDX file (gzipped or not), read without the worker's code."""
+    plain = folder / stem
+    raw = (
+        plain.read_bytes()
+        if plain.exists()
+        else gzip.decompress((folder / f"{stem}.gz").read_bytes())
+    )
+    return raw[header:]
+
+
+def test_confusion_matrix_adds_up_to_the_test_accuracy(
+    settings: Settings, worker: Settings, client: FlaskClient, session: Session
+) -> None:
+    response = client.post(
+        "/api/runs",
+        json={"name": "evaluation", "params": {"train_samples": 2000, "epochs": 1, "seed": 11}},
+    )
+    assert response.status_code == 202, response.get_json()
+    run_id = response.get_json()["id"]
+
+    def finished() -> bool:
+        session.expire_all()
+        return get_run(session, run_id).status.finished
+
+    wait_for(finished, 180, interval=0.3, what=f"run {run_id} to finish")
+    run = get_run(session, run_id)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    evaluation = session.get(Evaluation, run_id)
+    assert evaluation is not None
+    matrix = evaluation.confusion_matrix
+    assert len(matrix) == 10 and all(len(row) == 10 for row in matrix)
+    assert sum(map(sum, matrix)) == TEST_IMAGES
+    trace = sum(matrix[i][i] for i in range(10))
+    assert trace / TEST_IMAGES == run.test_accuracy
+    for digit, row in enumerate(matrix):
+        assert evaluation.per_class_accuracy[digit] == round(row[digit] / sum(row), 6)
+
+    # Each misclassified digit is that test image, with its true label, predicted otherwise.
+    images = read_idx(mnist_dir(), "t10k-images-idx3-ubyte", 16)
+    labels = read_idx(mnist_dir(), "t10k-labels-idx1-ubyte", 8)
+    wrong = evaluation.misclassified
+    assert 0 < len(wrong) <= 36  # 2,000 images and one epoch leave plenty of mistakes
+    for item in wrong:
+        index = item["index"]
+        assert base64.b64decode(item["image"]) == images[784 * index : 784 * (index + 1)]
+        assert item["label"] == labels[index] != item["predicted"]
+        assert matrix[item["label"]][item["predicted"]] >= 1
+
+    # The run page shows the same matrix and the same pictures.
+    html = client.get(f"/runs/{run_id}").get_data(as_text=True)
+    cells = [c for c in find(html, "td") if "data-count" in c["attrs"]]
+    assert [int(c["attrs"]["data-count"]) for c in cells] == [n for row in matrix for n in row]
+    pictures = [e for e in find(html, "img") if e["attrs"]["src"].startswith("data:image/png")]
+    assert len(pictures) == len(wrong)
+    for picture, item in zip(pictures, wrong, strict=True):
+        png = base64.b64decode(picture["attrs"]["src"].split(",", 1)[1])
+        assert _decode_png(png) == (28, 28, base64.b64decode(item["image"]))

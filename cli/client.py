@@ -6,18 +6,28 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+MAX_PAGE = 200  # the server's largest page
 
 
 class ApiError(Exception):
     """The server answered with an error (or could not be reached)."""
 
-    def __init__(self, status: int, message: str, fields: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        fields: dict[str, str] | None = None,
+        body: Any = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.fields = fields or {}
+        self.body = body
 
     def __str__(self) -> str:
         detail = "".join(f"\n  {field}: {reason}" for field, reason in self.fields.items())
@@ -60,10 +70,15 @@ class Client:
         except urllib.error.HTTPError as exc:
             text = exc.read().decode(errors="replace")
             try:
-                error = json.loads(text)["error"]
-                raise ApiError(exc.code, error["message"], error.get("fields")) from None
-            except (ValueError, KeyError, TypeError):
+                body = json.loads(text)
+            except ValueError:
                 raise ApiError(exc.code, text or exc.reason) from None
+            error = body.get("error") if isinstance(body, dict) else None
+            if not isinstance(error, dict):
+                raise ApiError(exc.code, str(exc.reason), body=body) from None
+            raise ApiError(
+                exc.code, str(error.get("message")), error.get("fields"), body=body
+            ) from None
         except urllib.error.URLError as exc:
             raise ApiError(0, f"cannot reach {self.url}: {exc.reason}") from None
         return text if raw else json.loads(text)
@@ -82,3 +97,59 @@ class Client:
     def metrics(self, run_id: int) -> dict[str, Any]:
         """Return a run's per-epoch series."""
         return self.request("GET", f"/api/runs/{run_id}/metrics")
+
+    def list_runs(self, filters: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Return one page of runs matching `filters` (query keys of GET /api/runs)."""
+        return self.request("GET", "/api/runs", query=filters)
+
+    def iter_runs(self, filters: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Yield every run matching `filters`, fetching page after page."""
+        query = {**(filters or {}), "limit": MAX_PAGE}
+        page = 1
+        while True:
+            answer = self.list_runs({**query, "page": page})
+            yield from answer["runs"]
+            if page >= answer["pages"]:
+                return
+            page += 1
+
+    def metrics_csv(self, run_id: int) -> str:
+        """Return a run's per-epoch series as CSV text."""
+        return self.request(
+            "GET", f"/api/runs/{run_id}/metrics", headers={"Accept": "text/csv"}, raw=True
+        )
+
+    def compare(self, ids: list[int], baseline: int | None = None) -> dict[str, Any]:
+        """Return the side-by-side comparison of runs."""
+        query = {"ids": ",".join(map(str, ids)), "baseline": baseline}
+        return self.request("GET", "/api/compare", query=query)
+
+    def cancel(self, run_id: int) -> dict[str, Any]:
+        """Cancel a run (or ask a running one to stop); return it."""
+        return self.request("POST", f"/api/runs/{run_id}/cancel", {})
+
+    def clone(
+        self, run_id: int, params: dict[str, Any] | None = None, name: str | None = None
+    ) -> dict[str, Any]:
+        """Queue a copy of a run with parameter overrides; return the new run."""
+        body: dict[str, Any] = {"params": params or {}}
+        if name:
+            body["name"] = name
+        return self.request("POST", f"/api/runs/{run_id}/clone", body)
+
+    def queue(self) -> dict[str, Any]:
+        """Return the queued runs in order."""
+        return self.request("GET", "/api/queue")
+
+    def workers(self, include_dead: bool = False) -> dict[str, Any]:
+        """Return the registered workers (alive ones unless `include_dead`)."""
+        return self.request("GET", "/api/workers", query={"all": "1"} if include_dead else None)
+
+    def health(self) -> dict[str, Any]:
+        """Return the server's health checks (a 503 answer is returned, not raised)."""
+        try:
+            return self.request("GET", "/api/health")
+        except ApiError as exc:
+            if exc.status == 503 and exc.body is not None:
+                return exc.body
+            raise

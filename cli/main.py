@@ -13,8 +13,10 @@ from typing import Any
 
 import click
 
+from cli import runs
 from cli.client import ApiError, Client
 from cli.cluster import cluster
+from cli.runs import client_options, make_client
 from shared.config import get_settings
 
 logger = logging.getLogger("trainyard")
@@ -209,19 +211,6 @@ def parse_param(pairs: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
-def client_options(function: Any) -> Any:
-    """Add --url and --token, defaulting to TRAINYARD_URL and TRAINYARD_API_TOKEN."""
-    function = click.option("--token", default=None, help="Bearer token (TRAINYARD_API_TOKEN).")(
-        function
-    )
-    return click.option("--url", default=None, help="Server URL (TRAINYARD_URL).")(function)
-
-
-def make_client(url: str | None, token: str | None) -> Client:
-    settings = get_settings()
-    return Client(url or settings.url, token or settings.api_token)
-
-
 def follow(client: Client, run_id: int, interval: float = 1.0) -> dict[str, Any]:
     """Show a progress bar that follows the run's epochs until it finishes; return the run."""
     run = client.run(run_id)
@@ -284,6 +273,8 @@ def submit(
 
 
 main.add_command(cluster)
+
+runs.register(main)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,264 @@
+"""`trainyard runs list/show/compare/export` and `trainyard cancel`: run history over the HTTP API."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import click
+
+from cli.client import ApiError, Client
+from shared.config import get_settings
+from shared.params import PARAM_NAMES
+from shared.queries import RunQuery
+
+# Options made from the API's own query model, so the CLI filters exactly as the API does.
+FILTERS = tuple(name for name in RunQuery.model_fields if name not in ("sort", "page", "limit"))
+EXPORT_COLUMNS = (
+    "id", "name", "status", "created_at", "started_at", "finished_at", "duration_seconds",
+    "epochs_done", "epochs_total", *PARAM_NAMES, "test_loss", "test_accuracy", "worker",
+    "attempt", "error",
+)  # fmt: skip
+LIST_COLUMNS = (
+    ("id", "id"), ("name", "name"), ("status", "status"), ("epochs", "epochs"),
+    ("optimizer", "optimizer"), ("lr", "learning_rate"), ("hidden", "hidden_units"),
+    ("norm", "normalize"), ("test acc", "test_accuracy"), ("created", "created_at"),
+)  # fmt: skip
+
+
+def client_options(function: Any) -> Any:
+    """Add --url and --token, defaulting to TRAINYARD_URL and TRAINYARD_API_TOKEN."""
+    function = click.option("--token", default=None, help="Bearer token (TRAINYARD_API_TOKEN).")(
+        function
+    )
+    return click.option("--url", default=None, help="Server URL (TRAINYARD_URL).")(function)
+
+
+def make_client(url: str | None, token: str | None) -> Client:
+    """A client for the server named by --url/--token or the settings."""
+    settings = get_settings()
+    return Client(url or settings.url, token or settings.api_token)
+
+
+def filter_options(function: Any) -> Any:
+    """Add one option per filter of GET /api/runs, plus --filter KEY=VALUE and --sort."""
+    for name in reversed(FILTERS):
+        help_text = RunQuery.model_fields[name].description
+        function = click.option(f"--{name.replace('_', '-')}", name, default=None, help=help_text)(
+            function
+        )
+    function = click.option(
+        "--filter", "extra", multiple=True, metavar="KEY=VALUE", help="Any API filter; repeat."
+    )(function)
+    return click.option("--sort", default=None, help="Field to sort on; '-field' descends.")(
+        function
+    )
+
+
+def collect_filters(options: dict[str, Any]) -> dict[str, str]:
+    """Gather the filter options that were given into API query keys."""
+    filters = {name: options[name] for name in FILTERS if options.get(name) is not None}
+    for pair in options.get("extra") or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--filter")
+        filters[key.strip()] = value
+    if options.get("sort"):
+        filters["sort"] = options["sort"]
+    return filters
+
+
+def api_call(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn an API error into a clean message and exit status 1."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except ApiError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    wrapper.__name__ = function.__name__
+    wrapper.__doc__ = function.__doc__
+    return wrapper
+
+
+def cell(value: Any) -> str:
+    """Format one value for a table."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2g}"
+    return str(value)
+
+
+def table(headers: list[str], rows: Iterable[list[Any]]) -> str:
+    """Lay rows out as aligned columns."""
+    cells = [headers, *([cell(v) for v in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _value(run: dict[str, Any], key: str) -> Any:
+    if key == "epochs":
+        return f"{run['epochs_done']}/{run['epochs_total']}"
+    if key == "created_at":
+        return (run["created_at"] or "")[:19].replace("T", " ")
+    return run["params"][key] if key in run["params"] else run.get(key)
+
+
+@click.group("runs")
+def runs() -> None:
+    """Query run history: list, show, compare, export."""
+
+
+@runs.command("list")
+@filter_options
+@click.option("--page", default=None, type=int, help="Page number, from 1.")
+@click.option("--limit", default=None, type=int, help="Runs per page (at most 200).")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's answer as JSON.")
+@client_options
+@api_call
+def list_command(
+    page: int | None,
+    limit: int | None,
+    as_json: bool,
+    url: str | None,
+    token: str | None,
+    **options: Any,
+) -> None:
+    """List runs, e.g. --normalize false --test-accuracy-min 0.95 --sort=-test_accuracy."""
+    filters = collect_filters(options)
+    filters.update({k: v for k, v in (("page", page), ("limit", limit)) if v is not None})
+    answer = make_client(url, token).list_runs(filters)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    headers = [header for header, _ in LIST_COLUMNS]
+    click.echo(
+        table(headers, ([_value(r, key) for _, key in LIST_COLUMNS] for r in answer["runs"]))
+    )
+    click.echo(f"{answer['total']} runs; page {answer['page']} of {answer['pages']}", err=True)
+
+
+@runs.command("show")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+@client_options
+@api_call
+def show_command(run_id: int, as_json: bool, url: str | None, token: str | None) -> None:
+    """Show everything known about a run."""
+    run = make_client(url, token).run(run_id)
+    if as_json:
+        click.echo(json.dumps(run, indent=2))
+        return
+    fields = (
+        "id", "name", "status", "created_at", "started_at", "finished_at", "duration_seconds",
+        "worker", "attempt", "epochs_done", "epochs_total", "test_accuracy", "test_loss", "error",
+    )  # fmt: skip
+    rows = [[key, run[key]] for key in fields]
+    rows += [[f"params.{key}", value] for key, value in run["params"].items()]
+    rows += [[f"reproducibility.{k}", v] for k, v in run["reproducibility"].items()]
+    click.echo(table(["field", "value"], rows))
+    evaluation = run.get("evaluation")
+    if evaluation:
+        click.echo("\nper-class test accuracy")
+        click.echo(table([str(d) for d in range(10)], [evaluation["per_class_accuracy"]]))
+        click.echo("\nconfusion matrix (rows: true digit, columns: predicted)")
+        matrix = evaluation["confusion_matrix"]
+        click.echo(table(["", *map(str, range(10))], ([d, *row] for d, row in enumerate(matrix))))
+
+
+@runs.command("compare")
+@click.argument("run_ids", nargs=-1, required=True, type=int)
+@click.option("--baseline", default=None, type=int, help="Run the deltas are measured against.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@client_options
+@api_call
+def compare_command(
+    run_ids: tuple[int, ...],
+    baseline: int | None,
+    as_json: bool,
+    url: str | None,
+    token: str | None,
+) -> None:
+    """Compare runs side by side; differing hyperparameters are marked with '*'."""
+    answer = make_client(url, token).compare(list(run_ids), baseline)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    compared = answer["runs"]
+    differing = set(answer["differing_params"])
+    headers = [
+        "",
+        *(
+            f"run {r['id']}" + (" (base)" if r["id"] == answer["baseline"] else "")
+            for r in compared
+        ),
+    ]
+    rows: list[list[Any]] = [["name", *(r["name"] for r in compared)]]
+    rows += [
+        [("* " if key in differing else "  ") + key, *(r["params"][key] for r in compared)]
+        for key in PARAM_NAMES
+    ]
+    for key in (
+        "status",
+        "epochs_done",
+        "best_epoch",
+        "training_seconds",
+        "test_accuracy",
+        "test_loss",
+    ):
+        rows.append([key, *(r[key] for r in compared)])
+    rows.append(["Δ test_accuracy", *(r["delta"]["test_accuracy"] for r in compared)])
+    rows.append(["Δ test_loss", *(r["delta"]["test_loss"] for r in compared)])
+    click.echo(table(headers, rows))
+    click.echo("* differs between the runs", err=True)
+
+
+@runs.command("export")
+@filter_options
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option("--output", "-o", type=click.File("w"), default="-", help="File (default: stdout).")
+@client_options
+@api_call
+def export_command(
+    fmt: str, output: Any, url: str | None, token: str | None, **options: Any
+) -> None:
+    """Export every run matching the filters (all pages) as CSV or JSON."""
+    rows = make_client(url, token).iter_runs(collect_filters(options))
+    if fmt == "json":
+        json.dump(list(rows), output, indent=2)
+        output.write("\n")
+        return
+    writer = csv.writer(output, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    for run in rows:
+        writer.writerow([run["params"].get(key, run.get(key)) for key in EXPORT_COLUMNS])
+        count += 1
+    click.echo(f"{count} runs exported", err=True)
+
+
+@click.command("cancel")
+@click.argument("run_id", type=int)
+@client_options
+@api_call
+def cancel_command(run_id: int, url: str | None, token: str | None) -> None:
+    """Cancel a queued run, or ask a running one to stop."""
+    run = make_client(url, token).cancel(run_id)
+    state = "cancelled" if run["status"] == "cancelled" else "asked to stop"
+    click.echo(f"run {run_id} {state}")
+
+
+def register(group: click.Group) -> None:
+    """Add these commands to the `trainyard` group."""
+    group.add_command(runs)
+    group.add_command(cancel_command)

@@ -1,0 +1,299 @@
+"""The API's request and response models: they validate requests and generate the OpenAPI document.
+
+Response models describe what `shared.serializers` returns; `tests/web/test_openapi.py` checks the
+two agree, and schemathesis checks every live response against the document built from them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+from shared.params import Hyperparams
+from shared.queries import INT_TEXT, strict_text
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def _storable(value: str | None) -> str | None:
+    """Reject text no database can store: NUL characters and lone surrogates."""
+    if value is None:
+        return value
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+RunName = Annotated[
+    str | None,
+    Field(
+        None,
+        max_length=200,
+        pattern=r"^[^\x00]*$",
+        description="A label; one is made up from the params if empty.",
+    ),
+    AfterValidator(_storable),
+]
+
+
+class SubmitRequest(BaseModel):
+    """Body of POST /api/runs."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: RunName = None
+    params: Hyperparams = Field(
+        default_factory=Hyperparams,
+        description="Hyperparameters; omitted ones take their defaults, the seed is drawn.",
+    )
+
+
+class CloneRequest(BaseModel):
+    """Body of POST /api/runs/{id}/clone: a new name and parameter overrides, both optional."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: RunName = None
+    params: Hyperparams = Field(
+        default_factory=Hyperparams,
+        description="Overrides of the source run's hyperparameters; a new seed is drawn unless "
+        "`seed` is given.",
+    )
+
+
+class MetricsQuery(BaseModel):
+    """Query of GET /api/runs/{id}/metrics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["json", "csv"] | None = Field(
+        None, description="`csv` answers text/csv (as does `Accept: text/csv`)."
+    )
+
+
+def _comma_list(value: Any) -> Any:
+    """Split `3,7,9` (OpenAPI's form style, explode=false) into a list."""
+    return value.split(",") if isinstance(value, str) else value
+
+
+def _distinct(value: list[int]) -> list[int]:
+    if len(set(value)) != len(value):
+        raise ValueError("ids must be distinct")
+    return value
+
+
+RunId = Annotated[int, Field(ge=1, le=2**31 - 1), strict_text(INT_TEXT, "an integer")]
+
+
+class CompareQuery(BaseModel):
+    """Query of GET /api/compare."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: Annotated[list[RunId], BeforeValidator(_comma_list), AfterValidator(_distinct)] = Field(
+        description="2 to 20 distinct comma-separated run ids, e.g. `3,7,9`.",
+        min_length=2,
+        max_length=20,
+        json_schema_extra={"uniqueItems": True},
+    )
+    baseline: RunId | None = Field(
+        None,
+        description="Run the deltas are measured against (default: the first); "
+        "compared too when it is not among `ids`.",
+    )
+
+
+class WorkersQuery(BaseModel):
+    """Query of GET /api/workers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    all: Literal["0", "1"] = Field("0", description="`1` lists stopped and silent workers too.")
+
+
+class Reproducibility(BaseModel):
+    """What it takes to run it again: the seed and the versions and data it trained with."""
+
+    seed: int
+    tensorflow: str | None
+    keras: str | None
+    python: str | None
+    dataset_sha256: str | None
+
+
+class RunOut(BaseModel):
+    """A run's summary, as the list answers it."""
+
+    id: int
+    name: str
+    status: Status
+    params: Hyperparams
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None = Field(description="From start to finish, once finished.")
+    worker: str | None = Field(description="Celery node that ran (or runs) it.")
+    task_id: str | None
+    attempt: int = Field(description="How many times a worker claimed it.")
+    heartbeat_at: datetime | None
+    cancel_requested: bool
+    epochs_done: int
+    epochs_total: int
+    latest_loss: float | None
+    latest_accuracy: float | None
+    seconds_left: float | None = Field(description="Estimate while running.")
+    queue_position: int | None = Field(description="1-based place while queued.")
+    test_loss: float | None
+    test_accuracy: float | None
+    error: str | None
+    reproducibility: Reproducibility
+
+
+class Misclassified(BaseModel):
+    """A test digit the model got wrong."""
+
+    index: int = Field(description="Index in the 10,000 test images.")
+    label: int
+    predicted: int
+    image: str = Field(description="Base64 of the 28x28 uint8 pixels, row by row.")
+
+
+class EvaluationOut(BaseModel):
+    """A finished run's evaluation on the test images."""
+
+    confusion_matrix: list[list[int]] = Field(description="confusion_matrix[true][predicted].")
+    per_class_accuracy: list[float | None]
+    misclassified: list[Misclassified]
+
+
+class RunDetail(RunOut):
+    """Everything known about one run."""
+
+    evaluation: EvaluationOut | None = Field(description="Present once the run succeeded.")
+
+
+class RunList(BaseModel):
+    """One page of runs and how many match in all."""
+
+    runs: list[RunOut]
+    total: int
+    page: int
+    limit: int
+    pages: int
+
+
+class EpochOut(BaseModel):
+    """One epoch's metrics."""
+
+    epoch: int
+    loss: float
+    accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    seconds: float
+    recorded_at: datetime
+
+
+class MetricsOut(BaseModel):
+    """A run's per-epoch series."""
+
+    run_id: int
+    epochs: list[EpochOut]
+
+
+class Delta(BaseModel):
+    """Difference from the baseline run."""
+
+    test_accuracy: float | None
+    test_loss: float | None
+
+
+class CompareRun(RunOut):
+    """A compared run: its summary, best epoch, deltas and per-class accuracy."""
+
+    best_epoch: int | None
+    training_seconds: float | None
+    delta: Delta
+    per_class_accuracy: list[float | None] | None
+
+
+class CompareOut(BaseModel):
+    """Runs side by side: the differing hyperparameters, final figures and per-epoch series."""
+
+    ids: list[int]
+    baseline: int
+    differing_params: list[str]
+    runs: list[CompareRun]
+    epochs: dict[str, list[EpochOut]] = Field(description="Per-epoch series keyed by run id.")
+
+
+class QueuedRun(RunOut):
+    """A queued run with its place in the queue."""
+
+    position: int
+
+
+class QueueOut(BaseModel):
+    """Queued runs, oldest (next to run) first."""
+
+    runs: list[QueuedRun]
+    total: int
+
+
+class WorkerOut(BaseModel):
+    """A registered worker and the runs it holds."""
+
+    name: str
+    hostname: str
+    pid: int
+    concurrency: int
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+    alive: bool
+    running: list[int]
+
+
+class WorkersOut(BaseModel):
+    """Registered workers."""
+
+    workers: list[WorkerOut]
+
+
+class Check(BaseModel):
+    """One health check."""
+
+    ok: bool
+    detail: str
+
+
+class HealthOut(BaseModel):
+    """Whether the database and broker answer and the schema is at the latest revision."""
+
+    ok: bool
+    checks: dict[str, Check]
+
+
+class ErrorBody(BaseModel):
+    """What went wrong, and for which fields."""
+
+    code: str
+    message: str
+    fields: dict[str, str]
+
+
+class ErrorOut(BaseModel):
+    """Every error answers with this shape."""
+
+    error: ErrorBody
+
+
+def as_json(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """Validate `data` against a response model (tests use it to pin serializers to the document)."""
+    return model.model_validate(data).model_dump(mode="json")

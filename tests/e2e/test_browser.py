@@ -209,8 +209,6 @@ def test_submit_watch_and_compare_two_runs(
     compare.wait_for_url(re.compile(rf"baseline={ids[1]}"))
     assert_deltas(compare, api, baseline=ids[1], other=ids[0])
 
-    compare.screenshot(path=str(SCREENSHOTS / "compare.png"), full_page=True)
-
     # Clone the raw run: the form comes back pre-filled, the seed left blank.
     compare.click(f"a[data-clone='{raw}']")
     compare.wait_for_url(re.compile(r"/runs/new\?clone="))

@@ -211,17 +211,45 @@ def parse_param(pairs: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
+def _epoch_text(run: dict[str, Any]) -> str:
+    if run["latest_loss"] is None:
+        return run["status"]
+    return f"loss {run['latest_loss']:.4f} acc {run['latest_accuracy']:.4f}"
+
+
 def follow(client: Client, run_id: int, interval: float = 1.0) -> dict[str, Any]:
-    """Show a progress bar that follows the run's epochs until it finishes; return the run."""
+    """Show a progress bar that follows the run's epochs until it finishes; return the run.
+
+    Off a terminal (a log, a pipe) it prints one line per finished epoch instead.
+    """
     run = client.run(run_id)
+    shown = 0
+    if not sys.stderr.isatty():
+        while True:
+            if run["epochs_done"] > shown:
+                shown = run["epochs_done"]
+                click.echo(
+                    f"run {run_id}: epoch {shown}/{run['epochs_total']} {_epoch_text(run)}",
+                    err=True,
+                )
+            if run["status"] in FINISHED:
+                return run
+            time.sleep(interval)
+            run = client.run(run_id)
     with click.progressbar(
-        length=run["epochs_total"], label=f"run {run_id}", file=sys.stderr, show_pos=True
+        length=run["epochs_total"],
+        label=f"run {run_id}",
+        file=sys.stderr,
+        show_pos=True,
+        show_eta=True,
+        item_show_func=lambda _: _epoch_text(run),
     ) as bar:
-        shown = 0
         while True:
             if run["epochs_done"] > shown:
                 bar.update(run["epochs_done"] - shown)
                 shown = run["epochs_done"]
+            else:
+                bar.render_progress()
             if run["status"] in FINISHED:
                 return run
             time.sleep(interval)

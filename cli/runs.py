@@ -91,7 +91,7 @@ def cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2g}"
+        return f"{value:.6g}"
     return str(value)
 
 
@@ -201,7 +201,7 @@ def compare_command(
             for r in compared
         ),
     ]
-    rows: list[list[Any]] = [["name", *(r["name"] for r in compared)]]
+    rows: list[list[Any]] = [["  name", *(r["name"] for r in compared)]]
     rows += [
         [("* " if key in differing else "  ") + key, *(r["params"][key] for r in compared)]
         for key in PARAM_NAMES
@@ -214,9 +214,9 @@ def compare_command(
         "test_accuracy",
         "test_loss",
     ):
-        rows.append([key, *(r[key] for r in compared)])
-    rows.append(["Δ test_accuracy", *(r["delta"]["test_accuracy"] for r in compared)])
-    rows.append(["Δ test_loss", *(r["delta"]["test_loss"] for r in compared)])
+        rows.append([f"  {key}", *(r[key] for r in compared)])
+    rows.append(["  Δ test_accuracy", *(r["delta"]["test_accuracy"] for r in compared)])
+    rows.append(["  Δ test_loss", *(r["delta"]["test_loss"] for r in compared)])
     click.echo(table(headers, rows))
     click.echo("* differs between the runs", err=True)
 

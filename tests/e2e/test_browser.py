@@ -54,7 +54,7 @@ def submit_through_form(page: Page, base: str, name: str, normalize: bool) -> in
     page.goto(f"{base}/runs/new")
     page.fill("input[name=name]", name)
     page.fill("input[name=epochs]", str(EPOCHS))
-    page.fill("input[name=train_samples]", "6000")
+    page.fill("input[name=train_samples]", "8000")
     page.fill("input[name=validation_split]", "0.1")
     page.fill("input[name=seed]", "3")
     page.set_checked("input[name=normalize]", normalize)
@@ -117,7 +117,9 @@ def test_submit_watch_and_compare_two_runs(
     shot_in_flight = False
     deadline = time.monotonic() + 240
     while True:
-        seen_run_page.append(progress_of(run_tab, "#run-summary [data-progress]"))
+        state = progress_of(run_tab, "#run-summary [data-progress]")
+        state["points"] = run_tab.evaluate("window.trainyardCharts.loss.data.labels.length")
+        seen_run_page.append(state)
         for run_id, seen in seen_list.items():
             seen.append(progress_of(list_tab, f"tr[data-run-id='{run_id}'] [data-progress]"))
         if not shot_in_flight and seen_list[with_norm][-1]["status"] == "running":
@@ -138,7 +140,11 @@ def test_submit_watch_and_compare_two_runs(
     running = [s["done"] for s in seen_run_page if s["status"] == "running"]
     assert any(0 < done < EPOCHS for done in running), seen_run_page
     assert running == sorted(running)
+    # The curves grew with the epochs (the metrics may run a moment ahead of the summary).
+    assert all(s["points"] >= s["done"] for s in seen_run_page)
+    assert any(0 < s["points"] < EPOCHS for s in seen_run_page), seen_run_page
     assert seen_run_page[-1] == {
+        "points": EPOCHS,
         "status": "succeeded",
         "done": EPOCHS,
         "text": f"epoch {EPOCHS} of {EPOCHS}",
@@ -213,5 +219,5 @@ def test_submit_watch_and_compare_two_runs(
     compare.click(f"a[data-clone='{raw}']")
     compare.wait_for_url(re.compile(r"/runs/new\?clone="))
     assert not compare.is_checked("input[name=normalize]")
-    assert compare.input_value("input[name=train_samples]") == "6000"
+    assert compare.input_value("input[name=train_samples]") == "8000"
     assert compare.input_value("input[name=seed]") == ""

@@ -25,7 +25,7 @@
       data: { datasets: datasets(key, valKey) },
       options: {
         animation: false,
-        plugins: { title: { display: true, text: title } },
+        plugins: { title: { display: true, text: title }, legend: { labels: { boxWidth: 24, boxHeight: 2 } } },
         scales: { x: { type: "linear", title: { display: true, text: "epoch" }, ticks: { precision: 0 } } },
       },
     });

@@ -17,7 +17,7 @@
       },
       options: {
         animation: false,
-        plugins: { title: { display: true, text: title } },
+        plugins: { title: { display: true, text: title }, legend: { labels: { boxWidth: 24, boxHeight: 2 } } },
         scales: { x: { title: { display: true, text: "epoch" } } },
       },
     });

@@ -162,6 +162,9 @@ def test_submit_watch_and_compare_two_runs(
     assert run_tab.text_content("#test-accuracy") == f"{api[raw]['test_accuracy']:.4f}"
     run_tab.wait_for_selector("#confusion-matrix")
     assert not run_tab.is_visible("#cancel-button")
+    assert (
+        run_tab.text_content("[data-repro=tensorflow]") == api[raw]["reproducibility"]["tensorflow"]
+    )
     counts = run_tab.eval_on_selector_all(
         "#confusion-matrix td[data-count]", "cells => cells.map(c => Number(c.dataset.count))"
     )

@@ -76,6 +76,10 @@
     error.hidden = !run.error;
     document.getElementById("cancel-form").hidden = !T.ACTIVE.includes(run.status);
     document.getElementById("cancel-note").hidden = !run.cancel_requested;
+    for (const [key, value] of Object.entries(run.reproducibility || {})) {
+      const el = document.querySelector(`[data-repro="${key}"]`);
+      if (el) el.textContent = value === null ? "—" : value;
+    }
   }
 
   async function showEvaluation() {

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -67,6 +70,16 @@ class Cluster:
         self.alive()
         with Session(self.engine) as session:
             return list(session.scalars(select(Worker.name).where(Worker.stopped_at.is_(None))))
+
+    def api_workers(self) -> list[dict[str, Any]] | None:
+        """The workers GET /api/workers lists, or None where the API has no such endpoint."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/workers", timeout=5) as response:
+                return json.load(response)["workers"]
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
 
     def answering(self) -> bool:
         self.alive()
@@ -126,6 +139,11 @@ def test_three_workers_share_six_jobs_and_one_ctrl_c_stops_all(cluster: Cluster)
         what=f"{WORKERS} workers to register",
     )
     assert sorted(name.split("@")[0] for name in names) == ["worker1", "worker2", "worker3"]
+    listed = cluster.api_workers()
+    if listed is not None:  # GET /api/workers, where the API has it
+        assert {w["name"] for w in listed} == set(names)
+        assert {w["concurrency"] for w in listed} == {1}
+        assert len({w["pid"] for w in listed}) == WORKERS
 
     client = Client(cluster.url)
     run_ids = [

@@ -19,6 +19,7 @@ from shared.config import Settings
 from shared.models import Run, RunStatus
 from shared.params import Hyperparams
 from tests.conftest import create_test_app
+from tests.support import web_process
 
 
 def queued_messages(settings: Settings) -> int:
@@ -32,14 +33,23 @@ def run_count(session: Session) -> int:
 
 @pytest.fixture()
 def queue(settings: Settings) -> Settings:
-    """The test's settings with the broker queue emptied (no worker listens in these tests)."""
-    redis.Redis.from_url(settings.broker_url).delete(settings.queue)
-    return settings
+    """The test's settings on a queue of its own that no worker listens to, emptied."""
+    idle = settings.with_overrides(queue=f"{settings.queue}-idle")
+    redis.Redis.from_url(idle.broker_url).delete(idle.queue)
+    return idle
 
 
 @pytest.fixture()
 def csrf_app(queue: Settings) -> Flask:
     return create_test_app(queue)  # CSRF stays on
+
+
+@pytest.fixture()
+def client(queue: Settings) -> FlaskClient:
+    """An API client whose messages go to the idle queue, where they can be counted."""
+    app = create_test_app(queue)
+    app.config["WTF_CSRF_ENABLED"] = False
+    return app.test_client()
 
 
 def csrf_token(client: FlaskClient) -> str:
@@ -255,8 +265,13 @@ def test_the_app_refuses_an_unmigrated_database(tmp_path: Any) -> None:
 
 
 def test_a_live_server_queues_valid_runs_and_rejects_bad_ones(
-    live_server: str, session: Session, queue: Settings
+    session: Session, queue: Settings
 ) -> None:
+    with web_process(queue) as url:
+        _exercise_live_server(url, session, queue)
+
+
+def _exercise_live_server(live_server: str, session: Session, queue: Settings) -> None:
     def post(body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         request = urllib.request.Request(
             f"{live_server}/api/runs", data=json.dumps(body).encode(), method="POST",

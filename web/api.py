@@ -24,7 +24,7 @@ from shared.workers import list_workers
 from web.auth import require_token
 from web.database import get_session
 from web.health import health as health_checks
-from web.openapi import ERRORS, build_document, operation, type_label
+from web.openapi import ERRORS, build_document, inline_code, operation, type_label
 from web.queue import submit
 from web.schemas import (
     CloneRequest,
@@ -276,7 +276,7 @@ def compare() -> Response:
 
 
 @bp.get("/queue")
-@operation("The queue", {200: QueueOut})
+@operation("The queue", {200: QueueOut, 400: ERRORS[400]})
 def queue() -> Response:
     """Queued runs, next to run first, each with its position."""
     query_args(_NoQuery)
@@ -301,7 +301,7 @@ def workers() -> Response:
 
 
 @bp.get("/health")
-@operation("Health", {200: HealthOut, 503: HealthOut})
+@operation("Health", {200: HealthOut, 400: ERRORS[400], 503: HealthOut})
 def health() -> tuple[Response, int]:
     """Database and broker reachable, schema at the latest revision: 200, else 503."""
     query_args(_NoQuery)
@@ -325,4 +325,6 @@ def openapi_json() -> Response:
 @bp.get("/docs")
 def docs() -> str:
     """The OpenAPI document, rendered for people."""
-    return render_template("api_docs.html", doc=_document(), type_label=type_label)
+    return render_template(
+        "api_docs.html", doc=_document(), type_label=type_label, inline_code=inline_code
+    )

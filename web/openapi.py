@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
+from markupsafe import Markup, escape
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
@@ -233,3 +234,8 @@ def type_label(schema: dict[str, Any]) -> str:
     if "maxLength" in schema:
         bounds.append(f"≤ {schema['maxLength']} chars")
     return " ".join([kind, *bounds]) if bounds else kind
+
+
+def inline_code(text: str) -> Markup:
+    """Escape `text` for HTML and show its `backticked` spans as code."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))

@@ -73,8 +73,9 @@ def share_settings(settings: Settings, workers: int) -> None:
     os.environ["TRAINYARD_SECRET_KEY"] = settings.secret_key
     if not settings.tf_threads:
         # N single-job workers share this machine's CPUs instead of each taking all of them.
-        cpus = len(os.sched_getaffinity(0))
-        os.environ["TRAINYARD_TF_THREADS"] = str(max(1, cpus // workers))
+        from worker.training.runtime import available_cpus  # no TensorFlow: just CPU counting
+
+        os.environ["TRAINYARD_TF_THREADS"] = str(max(1, available_cpus() // workers))
 
 
 @click.command()

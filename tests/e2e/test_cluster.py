@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
 from cli.client import Client
+from cli.cluster import ensure_database
 from shared.config import Settings
 from shared.db import make_engine
 from shared.models import Epoch, Run, Worker
@@ -187,3 +188,21 @@ def test_three_workers_share_six_jobs_and_one_ctrl_c_stops_all(cluster: Cluster)
     with Session(cluster.engine) as session:
         still = session.scalars(select(Worker.name).where(Worker.stopped_at.is_(None))).all()
     assert still == [], f"workers that did not sign off: {still}"
+
+
+def test_cluster_creates_its_missing_postgres_database() -> None:
+    """`make cluster` on a fresh machine: the database it names is created once, then reused."""
+    server = make_url(PG_SERVER)
+    name = f"trainyard_ensure_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    exists = text("SELECT count(*) FROM pg_database WHERE datname = :name")
+    try:
+        url = server.set(database=name).render_as_string(hide_password=False)
+        ensure_database(url)
+        ensure_database(url)  # already there: nothing to do, no error
+        with admin.connect() as connection:
+            assert connection.scalar(exists, {"name": name}) == 1
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -276,7 +276,7 @@ def submit(
     url: str | None,
     token: str | None,
 ) -> None:
-    """Queue a training run (e.g. -p epochs=3 -p normalize=false)."""
+    """Queue a training run; set hyperparameters with -p, as in -p epochs=3 -p normalize=false."""
     client = make_client(url, token)
     try:
         run = client.submit(parse_param(params), name, idempotency_key)

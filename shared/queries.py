@@ -199,7 +199,11 @@ def order_by(statement: Select[Any], sort: str) -> Select[Any]:
     column = getattr(Run, sort.lstrip("-"))
     primary = column.desc() if descending else column.asc()
     tiebreak = Run.id.desc() if descending else Run.id.asc()
-    return statement.order_by(column.is_(None), primary, tiebreak)
+    if sort.lstrip("-") == "id":
+        return statement.order_by(primary)  # read straight off the primary key's index
+    if column.nullable:
+        return statement.order_by(column.is_(None), primary, tiebreak)
+    return statement.order_by(primary, tiebreak)
 
 
 @dataclass(frozen=True)

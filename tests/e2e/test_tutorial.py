@@ -20,7 +20,11 @@ TUTORIAL = {True: (0.9777, 0.0744, 0.005), False: (0.9285, 0.2898, 0.015)}
 
 @pytest.mark.slow
 def test_the_quickstart_table_is_reproduced_through_the_queue(
-    settings: Settings, worker: Settings, client: FlaskClient, session: Session
+    settings: Settings,
+    worker: Settings,
+    client: FlaskClient,
+    session: Session,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     ids = {}
     for normalize in (True, False):
@@ -40,7 +44,7 @@ def test_the_quickstart_table_is_reproduced_through_the_queue(
 
     wait_for(both_finished, 600, interval=1, what="the two quickstart runs")
     results = {}
-    print("\n  normalize | test accuracy (tutorial) | test loss (tutorial) | seed | seconds")
+    lines = ["", "  normalize | test accuracy (tutorial) | test loss (tutorial) | seed | seconds"]
     for normalize, run_id in ids.items():
         run = get_run(session, run_id)
         assert run.status == RunStatus.SUCCEEDED, run.error
@@ -53,11 +57,13 @@ def test_the_quickstart_table_is_reproduced_through_the_queue(
         assert len(run.epoch_rows) == 5
         accuracy, loss, _ = TUTORIAL[normalize]
         seconds = (run.finished_at - run.started_at).total_seconds()
-        print(
+        lines.append(
             f"  {normalize!s:9} | {run.test_accuracy:.4f} ({accuracy})          | "
             f"{run.test_loss:.4f} ({loss})      | {run.seed} | {seconds:.0f}"
         )
         results[normalize] = run
+    with capsys.disabled():  # the figures belong in the CI log
+        print("\n".join(lines))
     for normalize, run in results.items():
         accuracy, _, tolerance = TUTORIAL[normalize]
         assert abs(run.test_accuracy - accuracy) <= tolerance, (normalize, run.test_accuracy)

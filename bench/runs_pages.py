@@ -1,4 +1,7 @@
-"""How long the runs and compare pages take to render with 10,000 runs and 200,000 epoch rows.
+"""How the runs and compare pages' render time grows from 100 runs to 10,000 runs (200,000 epochs).
+
+Both sizes are measured in one run on one store, and the ratio is what to quote: near 1 means a
+page's cost does not grow with the store.
 
     python -m bench.runs_pages                  # a temporary SQLite store
     python -m bench.runs_pages --postgres URL   # a throwaway database on that PostgreSQL server
@@ -20,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy import create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -94,9 +97,9 @@ def _epoch_rows(run_id: int, done: int, validation: bool) -> list[dict[str, Any]
     ]
 
 
-def seed_store(session: Session, runs: int = RUNS) -> list[dict[str, Any]]:
-    """Bulk-insert `runs` runs and their epochs; commit; return the run rows with their ids."""
-    rows = [run_row(i) for i in range(runs)]
+def seed_store(session: Session, runs: int = RUNS, start: int = 0) -> list[dict[str, Any]]:
+    """Bulk-insert runs number `start` to `start + runs` and their epochs; commit; return them."""
+    rows = [run_row(i) for i in range(start, start + runs)]
     for start in range(0, len(rows), 2000):
         session.execute(insert(Run), rows[start : start + 2000])
     ids = dict(session.execute(select(Run.seed, Run.id)).all())
@@ -170,32 +173,49 @@ def main() -> None:
             secret_key="bench",
         )
         app = create_app(settings)
+        client = app.test_client()
+        with db.session_scope() as session:
+            small = seed_store(session, SMALL)
+        before = _measure(client, _pages(small), args.repeat)
         began = time.perf_counter()
         with db.session_scope() as session:
-            rows = seed_store(session)
-            epochs = session.scalar(select(Epoch.id).order_by(Epoch.id.desc()).limit(1))
+            rows = small + seed_store(session, RUNS - SMALL, start=SMALL)
+            epochs = session.scalar(select(func.count()).select_from(Epoch))
         seeded = time.perf_counter() - began
+        after = _measure(client, _pages(rows), args.repeat)
         dialect = make_url(url).get_backend_name()
-        print(f"store: {dialect}, {len(rows):,} runs, epochs up to id {epochs:,}")
-        print(f"seeded in {seeded:.1f} s (bulk inserts)")
-        done = [r["id"] for r in rows if r["status"] == RunStatus.SUCCEEDED]
-        pages = {
-            "runs, first page (newest)": "/runs",
-            "runs, page 200": "/runs?page=200",
-            "runs, sorted by test accuracy": "/runs?sort=-test_accuracy",
-            "runs, 200 per page": "/runs?limit=200",
-            "runs, filtered (sgd, raw, hidden>=128)": "/runs?optimizer=sgd&normalize=false&hidden_units_min=128&sort=-test_accuracy",
-            "runs, name search": "/runs?q=sweep-0042",
-            "runs, running only": "/runs?status=running",
-            "compare, 2 runs": f"/compare?ids={done[0]},{done[1]}",
-            "compare, 20 runs": "/compare?ids=" + ",".join(map(str, done[-20:])),
-            "api, runs list": "/api/runs?sort=-test_accuracy",
-        }
-        client = app.test_client()
-        print(f"{'page':<42} {'median ms':>10} {'max ms':>8}   ({args.repeat} renders each)")
-        for label, page in pages.items():
-            median, worst = _time(client, page, args.repeat)
-            print(f"{label:<42} {median:>10.1f} {worst:>8.1f}")
+        print(f"store: {dialect}; {SMALL} runs, then {len(rows):,} runs and {epochs:,} epoch rows")
+        print(f"seeded the rest in {seeded:.1f} s (bulk inserts)")
+        print(
+            f"{'page':<42} {SMALL:>7} runs {len(rows):>8,} runs {'ratio':>6}   (median ms of {args.repeat})"
+        )
+        for label, small_ms in before.items():
+            print(
+                f"{label:<42} {small_ms:>10.1f} {after[label]:>13.1f} {after[label] / small_ms:>6.2f}"
+            )
+
+
+SMALL = 100
+
+
+def _pages(rows: list[dict[str, Any]]) -> dict[str, str]:
+    done = [r["id"] for r in rows if r["status"] == RunStatus.SUCCEEDED]
+    return {
+        "runs, first page (newest)": "/runs",
+        "runs, last page": f"/runs?page={-(-len(rows) // 25)}",
+        "runs, sorted by test accuracy": "/runs?sort=-test_accuracy",
+        "runs, 200 per page": "/runs?limit=200",
+        "runs, filtered (sgd, raw, hidden>=128)": "/runs?optimizer=sgd&normalize=false&hidden_units_min=128&sort=-test_accuracy",
+        "runs, name search": "/runs?q=sweep-0004",
+        "runs, running only": "/runs?status=running",
+        "compare, 2 runs": f"/compare?ids={done[0]},{done[1]}",
+        "compare, 20 runs": "/compare?ids=" + ",".join(map(str, done[-20:])),
+        "api, runs list": "/api/runs?sort=-test_accuracy",
+    }
+
+
+def _measure(client: Any, pages: dict[str, str], repeat: int) -> dict[str, float]:
+    return {label: _time(client, page, repeat)[0] for label, page in pages.items()}
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ from shared.runs import get_run
 from tests.support import wait_for
 
 TUTORIAL = {True: (0.9777, 0.0744, 0.005), False: (0.9285, 0.2898, 0.015)}
+# A fixed seed makes the CI figures repeatable; it is the first one `bench.tutorial_seeds` tries,
+# not a chosen one. Seeds 1-8 measured here: 0.9764-0.9799 normalized, 0.9265-0.9365 raw.
+SEED = 1
 
 
 @pytest.mark.slow
@@ -30,7 +33,10 @@ def test_the_quickstart_table_is_reproduced_through_the_queue(
     for normalize in (True, False):
         response = client.post(
             "/api/runs",
-            json={"name": f"quickstart normalize={normalize}", "params": {"normalize": normalize}},
+            json={
+                "name": f"quickstart normalize={normalize}",
+                "params": {"normalize": normalize, "seed": SEED},
+            },
         )
         assert response.status_code == 202
         ids[normalize] = response.get_json()["id"]

@@ -15,33 +15,15 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from shared import db
 from shared.config import Settings, set_settings
 from shared.migrate import upgrade
 from shared.models import Base
-from tests.support import mnist_dir
+from tests.support import mnist_dir, postgres_database
 
 REDIS_URL = os.environ.get("TRAINYARD_TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
-
-
-def _postgres_database(server_url: str) -> Iterator[str]:
-    """Create a throwaway database on the server named by `server_url`; drop it afterwards."""
-    url = make_url(server_url)
-    name = f"trainyard_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        db.dispose_engine()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +31,9 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An empty database for this test session: PostgreSQL when named, else a SQLite file."""
     server = os.environ.get("TRAINYARD_TEST_DATABASE_URL")
     if server:
-        yield from _postgres_database(server)
+        with postgres_database(server) as url:
+            yield url
+            db.dispose_engine()
     else:
         yield f"sqlite:///{tmp_path_factory.mktemp('store') / 'trainyard.db'}"
 

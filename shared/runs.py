@@ -234,14 +234,23 @@ def epochs_of(session: Session, run_id: int) -> list[Epoch]:
     return list(session.scalars(select(Epoch).where(Epoch.run_id == run_id).order_by(Epoch.epoch)))
 
 
+def queue_positions(session: Session, runs: list[Run]) -> dict[int, int]:
+    """Return the 1-based queue place (oldest first) of each queued run among `runs`, in one query."""
+    queued = [run.id for run in runs if run.status == RunStatus.QUEUED]
+    if not queued:
+        return {}
+    ranked = (
+        select(Run.id, func.row_number().over(order_by=Run.id).label("position"))
+        .where(Run.status == RunStatus.QUEUED)
+        .subquery()
+    )
+    rows = session.execute(select(ranked.c.id, ranked.c.position).where(ranked.c.id.in_(queued)))
+    return {run_id: int(position) for run_id, position in rows}
+
+
 def queue_position(session: Session, run: Run) -> int | None:
     """Return a queued run's 1-based place in the queue (oldest first), else None."""
-    if run.status != RunStatus.QUEUED:
-        return None
-    ahead = session.scalar(
-        select(func.count()).select_from(Run).where(Run.status == RunStatus.QUEUED, Run.id < run.id)
-    )
-    return int(ahead or 0) + 1
+    return queue_positions(session, [run]).get(run.id)
 
 
 def latest_epochs(session: Session, run_ids: list[int]) -> dict[int, Epoch]:

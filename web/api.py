@@ -18,7 +18,14 @@ from shared.compare import compare_runs
 from shared.errors import BadRequest, InvalidParams, NotFound, UnsupportedMediaType
 from shared.params import Hyperparams, field_errors
 from shared.queries import RunQuery, list_runs, queued_runs
-from shared.runs import epochs_of, get_run, latest_epochs, queue_position, request_cancel
+from shared.runs import (
+    epochs_of,
+    get_run,
+    latest_epochs,
+    queue_position,
+    queue_positions,
+    request_cancel,
+)
 from shared.serializers import epoch_to_dict, evaluation_to_dict, run_to_dict, worker_to_dict
 from shared.workers import list_workers
 from web.auth import require_token
@@ -176,9 +183,12 @@ def index() -> Response:
     session = get_session()
     page = list_runs(session, query)
     latest = latest_epochs(session, [run.id for run in page.runs])
+    positions = queue_positions(session, page.runs)
     return jsonify(
         {
-            "runs": [run_to_dict(run, latest.get(run.id)) for run in page.runs],
+            "runs": [
+                run_to_dict(run, latest.get(run.id), positions.get(run.id)) for run in page.runs
+            ],
             "total": page.total,
             "page": page.page,
             "limit": page.limit,

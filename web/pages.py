@@ -14,7 +14,14 @@ from shared.errors import BadRequest, TrainyardError
 from shared.models import Evaluation, RunStatus
 from shared.params import PARAM_NAMES
 from shared.queries import NUMERIC_PARAMS, SORT_FIELDS, list_runs, parse_query
-from shared.runs import epochs_of, get_run, latest_epochs, queue_position, request_cancel
+from shared.runs import (
+    epochs_of,
+    get_run,
+    latest_epochs,
+    queue_position,
+    queue_positions,
+    request_cancel,
+)
 from shared.serializers import epoch_to_dict, run_to_dict, worker_to_dict
 from shared.workers import list_workers
 from web.database import get_session
@@ -87,8 +94,9 @@ def runs() -> tuple[str, int]:
     session = get_session()
     page = list_runs(session, query)
     latest = latest_epochs(session, [run.id for run in page.runs])
+    positions = queue_positions(session, page.runs)
     context["rows"] = [
-        run_to_dict(run, latest.get(run.id), queue_position(session, run)) for run in page.runs
+        run_to_dict(run, latest.get(run.id), positions.get(run.id)) for run in page.runs
     ]
     context["page"] = page
     context["sort"] = query.sort  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ from shared.runs import (
     finish_run,
     get_run,
     queue_position,
+    queue_positions,
     record_epoch,
     request_cancel,
 )
@@ -128,6 +129,11 @@ def test_queue_position_counts_older_queued_runs(session: Session) -> None:
     assert queue_position(session, second) == 1
     assert queue_position(session, third) == 2
     assert queue_position(session, get_run(session, first.id)) is None
+    running = make_run(session, status=RunStatus.RUNNING)
+    fourth = make_run(session)
+    runs = [get_run(session, first.id), second, running, third, fourth]
+    assert queue_positions(session, runs) == {second.id: 1, third.id: 2, fourth.id: 3}
+    assert queue_positions(session, [fourth]) == {fourth.id: 3}
 
 
 def test_finish_stores_the_evaluation(session: Session) -> None:

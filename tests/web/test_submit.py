@@ -187,6 +187,7 @@ def test_the_api_queues_a_run_and_answers_with_its_location(
     assert client.get(response.headers["Location"]).get_json()["id"] == body["id"]
     listing = client.get("/api/runs").get_json()
     assert [r["id"] for r in listing["runs"]] == [body["id"]] and listing["total"] == 1
+    assert listing["runs"][0]["queue_position"] == 1
     assert run_count(session) == 1 and queued_messages(queue) == 1
 
 

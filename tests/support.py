@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,14 +76,43 @@ def wait_for(
         time.sleep(interval)
 
 
-def _stop(process: subprocess.Popen[Any], log: Path) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+@contextmanager
+def trainyard_process(
+    settings: Settings,
+    args: list[str],
+    ready: Callable[[], bool],
+    what: str,
+    timeout: float,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[subprocess.Popen[Any]]:
+    """Run `trainyard ARGS` until the block ends, once `ready()` says so; fail with its log if it exits."""
+    log = settings.home / f"{what.replace(' ', '-')}-{uuid.uuid4().hex[:6]}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**settings_env(settings), **(extra_env or {})}
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *args],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def started() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"{what} exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
+        return ready()
+
+    try:
+        wait_for(started, timeout, what=what)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @contextmanager
@@ -92,88 +122,38 @@ def worker_process(
     concurrency: int = 1,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[Any]]:
-    """Run a real Celery worker (`trainyard worker`) until the block ends; wait until it is ready."""
+    """Run a real Celery worker (`trainyard worker`) until the block ends; wait until it registers."""
     from sqlalchemy import select
 
     from shared import db
     from shared.models import Worker
 
-    log = settings.home / f"{name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "cli.main",
-        "worker",
-        "--concurrency",
-        str(concurrency),
-        "--hostname",
-        f"{name}@%h",
-    ]
-    env = {**settings_env(settings), **(extra_env or {})}
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
     def registered() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"worker exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-            )
+        alive = select(Worker).where(Worker.name.like(f"{name}@%"), Worker.stopped_at.is_(None))
         with db.session_scope() as session:
-            return (
-                session.scalar(
-                    select(Worker).where(Worker.name.like(f"{name}@%"), Worker.stopped_at.is_(None))
-                )
-                is not None
-            )
+            return session.scalar(alive) is not None
 
-    try:
-        wait_for(registered, 90, what=f"worker {name} to register")
+    args = ["worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h"]
+    with trainyard_process(settings, args, registered, f"worker {name}", 90, extra_env) as process:
         yield process
-    finally:
-        _stop(process, log)
 
 
 @contextmanager
 def web_process(settings: Settings, port: int | None = None) -> Iterator[str]:
     """Serve the app with gunicorn (`trainyard web`) until the block ends; yield its base URL."""
     port = port or free_port()
-    log = settings.home / f"web-{port}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "cli.main",
-        "web",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-    ]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT
-        )
     url = f"http://127.0.0.1:{port}"
 
     def answering() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"web exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-            )
         try:
             with urllib.request.urlopen(f"{url}/api/runs?limit=1", timeout=2):
                 return True
         except OSError:
             return False
 
-    try:
-        wait_for(answering, 60, what="the web server")
+    args = ["web", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+    with trainyard_process(settings, args, answering, "web server", 60):
         yield url
-    finally:
-        _stop(process, log)
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -55,8 +56,14 @@ def worker_command(concurrency: int, hostname: str | None, loglevel: str = "INFO
     return command
 
 
-def run_together(commands: dict[str, list[str]]) -> int:
-    """Start every command; when one exits or on Ctrl-C/SIGTERM, stop them all. Return an exit code."""
+def run_together(commands: dict[str, list[str]], grace: float = 30.0) -> int:
+    """Start every command; when one exits or on Ctrl-C/SIGTERM, stop them all. Return an exit code.
+
+    Each command runs in a process group of its own, so a terminal's Ctrl-C reaches only this
+    process, and each child gets exactly one SIGTERM from here (gunicorn and Celery can wedge on a
+    SIGINT and a SIGTERM arriving together). Whatever is left of a group after `grace` seconds,
+    orphaned grandchildren included, is killed.
+    """
     processes: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
@@ -68,28 +75,38 @@ def run_together(commands: dict[str, list[str]]) -> int:
     try:
         for name, command in commands.items():
             click.echo(f"trainyard: starting {name}: {' '.join(command[2:])}", err=True)
-            processes[name] = subprocess.Popen(command)
+            processes[name] = subprocess.Popen(command, process_group=0)
         while not stopping and all(p.poll() is None for p in processes.values()):
             time.sleep(0.2)
     except KeyboardInterrupt:
-        stopping = True  # Ctrl-C reaches the children too: their exit codes are not failures
+        stopping = True
     finally:
         signal.signal(signal.SIGTERM, previous)
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        for process in processes.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        _stop_groups(list(processes.values()), grace)
     failed = [name for name, p in processes.items() if p.returncode not in (0, -signal.SIGTERM)]
     if failed and not stopping:
         click.echo(f"trainyard: {', '.join(failed)} exited; stopped the rest", err=True)
         return 1
     return 0
+
+
+def _stop_groups(processes: list[subprocess.Popen[bytes]], grace: float) -> None:
+    """SIGTERM each group leader, wait up to `grace` seconds, then SIGKILL what is left of each group."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            click.echo(
+                f"trainyard: pid {process.pid} did not stop in {grace:.0f} s; killing it", err=True
+            )
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def require_migrated() -> None:

@@ -71,17 +71,17 @@ def run_together(commands: dict[str, list[str]], grace: float = 30.0) -> int:
         nonlocal stopping
         stopping = True
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    # Handled explicitly: a shell that starts us in the background leaves SIGINT ignored.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for name, command in commands.items():
             click.echo(f"trainyard: starting {name}: {' '.join(command[2:])}", err=True)
             processes[name] = subprocess.Popen(command, process_group=0)
         while not stopping and all(p.poll() is None for p in processes.values()):
             time.sleep(0.2)
-    except KeyboardInterrupt:
-        stopping = True
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         _stop_groups(list(processes.values()), grace)
     failed = [name for name, p in processes.items() if p.returncode not in (0, -signal.SIGTERM)]
     if failed and not stopping:

@@ -9,9 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.errors import BadRequest, NotFound
-from shared.models import Epoch, Run
+from shared.models import Epoch, Evaluation, Run
 from shared.params import PARAM_NAMES
-from shared.serializers import duration_seconds, epoch_to_dict, run_to_dict
+from shared.serializers import epoch_to_dict, run_to_dict
 
 MIN_RUNS, MAX_RUNS = 2, 20
 
@@ -65,7 +65,7 @@ def best_epoch(rows: list[Epoch]) -> int | None:
 
 
 def compare_runs(session: Session, ids: list[int], baseline_id: int | None = None) -> Comparison:
-    """Load the runs and their epochs in two queries and line them up against a baseline."""
+    """Load the runs, their epochs and per-class accuracies in three queries; line them up."""
     runs = {run.id: run for run in session.scalars(select(Run).where(Run.id.in_(ids)))}
     missing = [i for i in ids if i not in runs]
     if missing:
@@ -82,6 +82,14 @@ def compare_runs(session: Session, ids: list[int], baseline_id: int | None = Non
         select(Epoch).where(Epoch.run_id.in_(ids)).order_by(Epoch.run_id, Epoch.epoch)
     ):
         series[row.run_id].append(row)
+    # Only the per-class figures: a whole evaluation row also carries the sample digits.
+    per_class = dict(
+        session.execute(
+            select(Evaluation.run_id, Evaluation.per_class_accuracy).where(
+                Evaluation.run_id.in_(ids)
+            )
+        ).all()
+    )
     differing = [
         name for name in PARAM_NAMES if len({repr(getattr(runs[i], name)) for i in ids}) > 1
     ]
@@ -94,14 +102,11 @@ def compare_runs(session: Session, ids: list[int], baseline_id: int | None = Non
         summary["training_seconds"] = (
             round(sum(r.seconds for r in series[i]), 3) if series[i] else None
         )
-        summary["duration_seconds"] = duration_seconds(run)
         summary["delta"] = {
             "test_accuracy": _delta(run.test_accuracy, base.test_accuracy),
             "test_loss": _delta(run.test_loss, base.test_loss),
         }
-        summary["per_class_accuracy"] = (
-            run.evaluation.per_class_accuracy if run.evaluation else None
-        )
+        summary["per_class_accuracy"] = per_class.get(i)
         summaries.append(summary)
     return Comparison(
         runs=summaries,

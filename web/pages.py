@@ -241,7 +241,7 @@ def compare() -> str:
             {"id": run["id"], "name": run["name"], "colour": colours[run["id"]]}
             for run in comparison.runs
         ],
-        "epochs": {str(k): v for k, v in comparison.series.items()},
+        "epochs": comparison.to_dict()["epochs"],
     }
     return render_template(
         "compare.html",

@@ -16,18 +16,11 @@ MAX_PAGE = 200  # the server's largest page
 class ApiError(Exception):
     """The server answered with an error (or could not be reached)."""
 
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        fields: dict[str, str] | None = None,
-        body: Any = None,
-    ) -> None:
+    def __init__(self, status: int, message: str, fields: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.fields = fields or {}
-        self.body = body
 
     def __str__(self) -> str:
         detail = "".join(f"\n  {field}: {reason}" for field, reason in self.fields.items())
@@ -50,9 +43,8 @@ class Client:
         body: Any = None,
         query: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-        raw: bool = False,
     ) -> Any:
-        """Send one request; return the decoded JSON (or text when `raw`), raise ApiError."""
+        """Send one request; return the decoded JSON, raise ApiError."""
         url = self.url.rstrip("/") + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
@@ -75,13 +67,11 @@ class Client:
                 raise ApiError(exc.code, text or exc.reason) from None
             error = body.get("error") if isinstance(body, dict) else None
             if not isinstance(error, dict):
-                raise ApiError(exc.code, str(exc.reason), body=body) from None
-            raise ApiError(
-                exc.code, str(error.get("message")), error.get("fields"), body=body
-            ) from None
+                raise ApiError(exc.code, str(exc.reason)) from None
+            raise ApiError(exc.code, str(error.get("message")), error.get("fields")) from None
         except urllib.error.URLError as exc:
             raise ApiError(0, f"cannot reach {self.url}: {exc.reason}") from None
-        return text if raw else json.loads(text)
+        return json.loads(text)
 
     def submit(
         self, params: dict[str, Any], name: str | None = None, key: str | None = None
@@ -93,10 +83,6 @@ class Client:
     def run(self, run_id: int) -> dict[str, Any]:
         """Return one run."""
         return self.request("GET", f"/api/runs/{run_id}")
-
-    def metrics(self, run_id: int) -> dict[str, Any]:
-        """Return a run's per-epoch series."""
-        return self.request("GET", f"/api/runs/{run_id}/metrics")
 
     def list_runs(self, filters: dict[str, Any] | None = None) -> dict[str, Any]:
         """Return one page of runs matching `filters` (query keys of GET /api/runs)."""
@@ -113,12 +99,6 @@ class Client:
                 return
             page += 1
 
-    def metrics_csv(self, run_id: int) -> str:
-        """Return a run's per-epoch series as CSV text."""
-        return self.request(
-            "GET", f"/api/runs/{run_id}/metrics", headers={"Accept": "text/csv"}, raw=True
-        )
-
     def compare(self, ids: list[int], baseline: int | None = None) -> dict[str, Any]:
         """Return the side-by-side comparison of runs."""
         query = {"ids": ",".join(map(str, ids)), "baseline": baseline}
@@ -127,29 +107,3 @@ class Client:
     def cancel(self, run_id: int) -> dict[str, Any]:
         """Cancel a run (or ask a running one to stop); return it."""
         return self.request("POST", f"/api/runs/{run_id}/cancel", {})
-
-    def clone(
-        self, run_id: int, params: dict[str, Any] | None = None, name: str | None = None
-    ) -> dict[str, Any]:
-        """Queue a copy of a run with parameter overrides; return the new run."""
-        body: dict[str, Any] = {"params": params or {}}
-        if name:
-            body["name"] = name
-        return self.request("POST", f"/api/runs/{run_id}/clone", body)
-
-    def queue(self) -> dict[str, Any]:
-        """Return the queued runs in order."""
-        return self.request("GET", "/api/queue")
-
-    def workers(self, include_dead: bool = False) -> dict[str, Any]:
-        """Return the registered workers (alive ones unless `include_dead`)."""
-        return self.request("GET", "/api/workers", query={"all": "1"} if include_dead else None)
-
-    def health(self) -> dict[str, Any]:
-        """Return the server's health checks (a 503 answer is returned, not raised)."""
-        try:
-            return self.request("GET", "/api/health")
-        except ApiError as exc:
-            if exc.status == 503 and exc.body is not None:
-                return exc.body
-            raise

@@ -122,12 +122,10 @@ def _database(postgres: str | None) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as folder:
             yield f"sqlite:///{Path(folder) / 'bench.db'}"
         return
-    from shared import db
-    from tests.support import postgres_database
+    from shared.pgadmin import scratch_database
 
-    with postgres_database(postgres, "trainyard_bench") as url:
+    with scratch_database(postgres, "trainyard_bench") as url:
         yield url
-        db.dispose_engine()
 
 
 def _time(client: Any, url: str, repeat: int) -> tuple[float, float]:
@@ -150,7 +148,6 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
 
-    from shared import db
     from shared.config import Settings
     from shared.migrate import upgrade
     from web import create_app
@@ -165,11 +162,12 @@ def main() -> None:
         )
         app = create_app(settings)
         client = app.test_client()
-        with db.session_scope() as session:
+        store = app.extensions["trainyard.store"]
+        with store.session_scope() as session:
             small = seed_store(session, SMALL)
         before = _measure(client, _pages(small), args.repeat)
         began = time.perf_counter()
-        with db.session_scope() as session:
+        with store.session_scope() as session:
             rows = small + seed_store(session, RUNS - SMALL, start=SMALL)
             epochs = session.scalar(select(func.count()).select_from(Epoch))
         seeded = time.perf_counter() - began

@@ -28,11 +28,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from cli.client import Client
-from shared.models import Run
+from shared.models import FINISHED_STATUSES, Run
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
-FINISHED = {"succeeded", "failed", "cancelled"}
 
 
 @dataclass
@@ -109,7 +108,7 @@ def run_round(args: argparse.Namespace, workers: int, home: Path) -> Round:
             for n in range(args.jobs)
         ]
         wait(
-            lambda: all(client.run(i)["status"] in FINISHED for i in ids),
+            lambda: all(client.run(i)["status"] in FINISHED_STATUSES for i in ids),
             3600,
             "the batch to finish",
         )

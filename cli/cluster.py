@@ -7,15 +7,14 @@ two files to each other, so the processes here and the containers there cannot d
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 
 import click
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from shared.config import Settings, get_settings
+from cli.supervisor import run_together, trainyard
+from shared.config import Settings, child_env, get_settings
+from shared.pgadmin import ensure_database
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +33,6 @@ def worker_args(hostname: str = "worker@%h") -> list[str]:
     return ["worker", "--concurrency", "1", "--hostname", hostname]
 
 
-def trainyard(args: list[str]) -> list[str]:
-    """The command line that runs `trainyard ARGS` with this interpreter."""
-    return [sys.executable, "-m", "cli.main", *args]
-
-
 def cluster_commands(workers: int, host: str, port: int) -> dict[str, list[str]]:
     """Return the long-running processes of a cluster: the web app and `workers` named workers."""
     commands = {"web": trainyard(web_args(host, port))}
@@ -47,35 +41,15 @@ def cluster_commands(workers: int, host: str, port: int) -> dict[str, list[str]]
     return commands
 
 
-def ensure_database(database_url: str) -> None:
-    """Create the PostgreSQL database the URL names when the server lacks it (no-op for SQLite)."""
-    url = make_url(database_url)
-    if not url.get_backend_name().startswith("postgresql") or not url.database:
-        return
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            exists = connection.scalar(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
-            )
-            if not exists:
-                # Identifiers cannot be bound parameters; quote it the way PostgreSQL does.
-                quoted = '"' + url.database.replace('"', '""') + '"'
-                connection.execute(text(f"CREATE DATABASE {quoted}"))
-                logger.info("created database %s", url.database)
-    finally:
-        admin.dispose()
+def cluster_settings(settings: Settings, workers: int) -> Settings:
+    """The settings every process of the cluster shares: one job per worker, and TensorFlow sized
+    to this machine's share of the CPUs instead of each worker taking all of them."""
+    settings = settings.with_overrides(concurrency=1)
+    if settings.tf_threads:
+        return settings
+    from worker.training.runtime import available_cpus  # no TensorFlow: just CPU counting
 
-
-def share_settings(settings: Settings, workers: int) -> None:
-    """Export what every child process must agree on, and size TensorFlow to a share of the CPUs."""
-    # gunicorn's processes each build the app: one secret for all, or CSRF tokens fail across them.
-    os.environ["TRAINYARD_SECRET_KEY"] = settings.secret_key
-    if not settings.tf_threads:
-        # N single-job workers share this machine's CPUs instead of each taking all of them.
-        from worker.training.runtime import available_cpus  # no TensorFlow: just CPU counting
-
-        os.environ["TRAINYARD_TF_THREADS"] = str(max(1, available_cpus() // workers))
+    return settings.with_overrides(tf_threads=max(1, available_cpus() // workers))
 
 
 @click.command()
@@ -88,15 +62,14 @@ def cluster(workers: int, host: str, port: int) -> None:
     Uses TRAINYARD_DATABASE_URL and TRAINYARD_BROKER_URL (`make cluster` points them at the local
     PostgreSQL and Redis). One Ctrl-C stops everything.
     """
-    from cli.main import run_together  # here, not at the top: cli.main imports this module
-
     settings = get_settings()
     if not settings.broker_url.startswith("redis"):
         logger.warning("broker %s is not Redis: workers will poll it slowly", settings.broker_url)
     ensure_database(settings.database_url)
-    share_settings(settings, workers)
+    # gunicorn's processes each build the app: one secret for all, or CSRF tokens fail across them.
+    env = child_env(cluster_settings(settings, workers))
     # The compose `migrate` service: a one-shot that must succeed before anything else starts.
-    migrated = subprocess.run(trainyard(MIGRATE_ARGS), check=False)
+    migrated = subprocess.run(trainyard(MIGRATE_ARGS), env=env, check=False)
     if migrated.returncode != 0:
         raise click.ClickException("`trainyard db upgrade` failed; nothing started")
     click.echo(
@@ -104,4 +77,4 @@ def cluster(workers: int, host: str, port: int) -> None:
         "(Ctrl-C stops everything)",
         err=True,
     )
-    sys.exit(run_together(cluster_commands(workers, host, port)))
+    sys.exit(run_together(cluster_commands(workers, host, port), env=env))

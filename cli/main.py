@@ -1,112 +1,18 @@
-"""`trainyard`: run the stack (up, web, worker), migrate (db), and submit jobs."""
+"""`trainyard`: run the stack (up, web, worker, cluster), migrate (db), and talk to a server."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-import signal
-import subprocess
-import sys
-import time
-from typing import Any
 
 import click
 
-from cli import runs
-from cli.client import ApiError, Client
+from cli import remote
 from cli.cluster import cluster
-from cli.runs import client_options, make_client
-from shared.config import get_settings
+from cli.supervisor import run_together, web_command, worker_command
+from shared.config import child_env, get_settings
 
 logger = logging.getLogger("trainyard")
-FINISHED = ("succeeded", "failed", "cancelled")
-
-
-def _python_module(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", module, *args]
-
-
-def web_command(host: str, port: int, workers: int = 2, threads: int = 4) -> list[str]:
-    """The gunicorn command line that serves the web app."""
-    return _python_module(
-        "gunicorn",
-        "--bind", f"{host}:{port}",
-        "--workers", str(workers),
-        "--threads", str(threads),
-        "--worker-class", "gthread",
-        "--access-logfile", "-",
-        "web.wsgi:app",
-    )  # fmt: skip
-
-
-def worker_command(concurrency: int, hostname: str | None, loglevel: str = "INFO") -> list[str]:
-    """The Celery command line that runs a training worker."""
-    command = _python_module(
-        "celery", "-A", "worker.celery_app", "worker",
-        "--loglevel", loglevel,
-        "--concurrency", str(concurrency),
-        "--pool", "prefork",
-        "--queues", get_settings().queue,
-        "--without-gossip", "--without-mingle",
-    )  # fmt: skip
-    if hostname:
-        command += ["--hostname", hostname]
-    return command
-
-
-def run_together(commands: dict[str, list[str]], grace: float = 30.0) -> int:
-    """Start every command; when one exits or on Ctrl-C/SIGTERM, stop them all. Return an exit code.
-
-    Each command runs in a process group of its own, so a terminal's Ctrl-C reaches only this
-    process, and each child gets exactly one SIGTERM from here (gunicorn and Celery can wedge on a
-    SIGINT and a SIGTERM arriving together). Whatever is left of a group after `grace` seconds,
-    orphaned grandchildren included, is killed.
-    """
-    processes: dict[str, subprocess.Popen[bytes]] = {}
-    stopping = False
-
-    def stop(*_: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    # Handled explicitly: a shell that starts us in the background leaves SIGINT ignored.
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        for name, command in commands.items():
-            click.echo(f"trainyard: starting {name}: {' '.join(command[2:])}", err=True)
-            processes[name] = subprocess.Popen(command, process_group=0)
-        while not stopping and all(p.poll() is None for p in processes.values()):
-            time.sleep(0.2)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        _stop_groups(list(processes.values()), grace)
-    failed = [name for name, p in processes.items() if p.returncode not in (0, -signal.SIGTERM)]
-    if failed and not stopping:
-        click.echo(f"trainyard: {', '.join(failed)} exited; stopped the rest", err=True)
-        return 1
-    return 0
-
-
-def _stop_groups(processes: list[subprocess.Popen[bytes]], grace: float) -> None:
-    """SIGTERM each group leader, wait up to `grace` seconds, then SIGKILL what is left of each group."""
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            click.echo(
-                f"trainyard: pid {process.pid} did not stop in {grace:.0f} s; killing it", err=True
-            )
-    for process in processes:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def require_migrated() -> None:
@@ -146,8 +52,7 @@ def db_upgrade(revision: str) -> None:
     """Upgrade the results store to REVISION (default: the latest)."""
     from shared.migrate import upgrade
 
-    settings = get_settings()
-    upgrade(settings.database_url, revision)
+    upgrade(get_settings().database_url, revision)
     click.echo(f"database at {revision}")
 
 
@@ -183,14 +88,20 @@ def web(host: str, port: int, workers: int) -> None:
 
 
 @main.command()
-@click.option("--concurrency", default=1, show_default=True, type=int, help="Jobs run at once.")
+@click.option(
+    "--concurrency", default=None, type=click.IntRange(1, 64), help="Jobs run at once (setting)."
+)
 @click.option("--hostname", default=None, help="Celery node name, e.g. w1@%h.")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(concurrency: int, hostname: str | None, loglevel: str) -> None:
+def worker(concurrency: int | None, hostname: str | None, loglevel: str) -> None:
     """Run a Celery worker that trains queued runs."""
     require_migrated()
-    command = worker_command(concurrency, hostname, loglevel)
-    os.execv(command[0], command)
+    settings = get_settings()
+    if concurrency is not None:
+        settings = settings.with_overrides(concurrency=concurrency)
+    command = worker_command(settings, hostname, loglevel)
+    # The pool processes read the same settings, concurrency included, from this environment.
+    os.execve(command[0], command, child_env(settings))
 
 
 @main.command()
@@ -208,118 +119,15 @@ def up(host: str, port: int) -> None:
     code = run_together(
         {
             "web": web_command(host, port, workers=1),
-            "worker": worker_command(1, "worker1@%h"),
-        }
+            "worker": worker_command(settings, "worker1@%h"),
+        },
+        env=child_env(settings),
     )
-    sys.exit(code)
-
-
-def parse_param(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """Turn `k=v` pairs into a dict, reading each value as JSON when it parses."""
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--param")
-        try:
-            params[key.strip()] = json.loads(value)
-        except ValueError:
-            params[key.strip()] = value
-    return params
-
-
-def _epoch_text(run: dict[str, Any]) -> str:
-    if run["latest_loss"] is None:
-        return run["status"]
-    return f"loss {run['latest_loss']:.4f} acc {run['latest_accuracy']:.4f}"
-
-
-def follow(client: Client, run_id: int, interval: float = 1.0) -> dict[str, Any]:
-    """Show a progress bar that follows the run's epochs until it finishes; return the run.
-
-    Off a terminal (a log, a pipe) it prints one line per finished epoch instead.
-    """
-    run = client.run(run_id)
-    shown = 0
-    if not sys.stderr.isatty():
-        while True:
-            if run["epochs_done"] > shown:
-                shown = run["epochs_done"]
-                click.echo(
-                    f"run {run_id}: epoch {shown}/{run['epochs_total']} {_epoch_text(run)}",
-                    err=True,
-                )
-            if run["status"] in FINISHED:
-                return run
-            time.sleep(interval)
-            run = client.run(run_id)
-    with click.progressbar(
-        length=run["epochs_total"],
-        label=f"run {run_id}",
-        file=sys.stderr,
-        show_pos=True,
-        show_eta=True,
-        item_show_func=lambda _: _epoch_text(run),
-    ) as bar:
-        while True:
-            if run["epochs_done"] > shown:
-                bar.update(run["epochs_done"] - shown)
-                shown = run["epochs_done"]
-            else:
-                bar.render_progress()
-            if run["status"] in FINISHED:
-                return run
-            time.sleep(interval)
-            run = client.run(run_id)
-
-
-@main.command()
-@click.option(
-    "--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="A hyperparameter; repeat."
-)
-@click.option("--name", default=None)
-@click.option(
-    "--idempotency-key", default=None, help="Retrying with the same key queues nothing new."
-)
-@click.option("--wait", is_flag=True, help="Follow the run and exit non-zero unless it succeeds.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
-@client_options
-def submit(
-    params: tuple[str, ...],
-    name: str | None,
-    idempotency_key: str | None,
-    wait: bool,
-    as_json: bool,
-    url: str | None,
-    token: str | None,
-) -> None:
-    """Queue a training run; set hyperparameters with -p, as in -p epochs=3 -p normalize=false."""
-    client = make_client(url, token)
-    try:
-        run = client.submit(parse_param(params), name, idempotency_key)
-        click.echo(f"run {run['id']} queued: {run['name']}", err=True)
-        if wait:
-            run = follow(client, run["id"])
-    except ApiError as exc:
-        raise click.ClickException(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps(run, indent=2))
-    if wait:
-        summary = f"run {run['id']} {run['status']}"
-        if run["test_accuracy"] is not None:
-            summary += f": test accuracy {run['test_accuracy']:.4f}, loss {run['test_loss']:.4f}"
-        if run["error"]:
-            summary += f": {run['error']}"
-        click.echo(summary)
-        if run["status"] != "succeeded":
-            sys.exit(1)
-    elif not as_json:
-        click.echo(run["id"])
+    raise SystemExit(code)
 
 
 main.add_command(cluster)
-
-runs.register(main)
+remote.register(main)
 
 if __name__ == "__main__":
     main()

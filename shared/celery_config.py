@@ -31,6 +31,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,  # the task is idempotent: a redelivery resumes or skips
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        "worker_concurrency": settings.concurrency,
         "worker_proc_alive_timeout": 120,  # importing TensorFlow in a new child takes seconds
         "worker_hijack_root_logger": False,
         "worker_send_task_events": is_redis,  # for Flower; the SQLite transport has no fanout

@@ -13,29 +13,6 @@ from shared.models import Epoch, Evaluation, Run
 from shared.params import PARAM_NAMES
 from shared.serializers import epoch_to_dict, run_to_dict
 
-MIN_RUNS, MAX_RUNS = 2, 20
-
-
-def parse_ids(raw: str | None) -> list[int]:
-    """Parse `ids=3,7,9`: 2 to 20 distinct positive integers, in the given order."""
-    if not raw:
-        raise BadRequest("name the runs to compare: ids=3,7,9", {"ids": "required"})
-    try:
-        ids = [int(part) for part in raw.split(",") if part.strip()]
-    except ValueError:
-        raise BadRequest(
-            "ids must be comma-separated run ids", {"ids": "not a list of integers"}
-        ) from None
-    if any(i < 1 for i in ids):
-        raise BadRequest("run ids are positive integers", {"ids": "not a list of run ids"})
-    ids = list(dict.fromkeys(ids))
-    if not MIN_RUNS <= len(ids) <= MAX_RUNS:
-        raise BadRequest(
-            f"compare {MIN_RUNS} to {MAX_RUNS} distinct runs, not {len(ids)}",
-            {"ids": f"between {MIN_RUNS} and {MAX_RUNS} distinct ids"},
-        )
-    return ids
-
 
 @dataclass(frozen=True)
 class Comparison:

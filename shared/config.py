@@ -1,40 +1,49 @@
-"""Every setting trainyard reads, each read once from the environment with its type and default."""
+"""Every setting trainyard reads, each read once from the environment with its type and default.
+
+A setting is a field of `Settings` whose metadata names its environment variable. `from_env()` reads
+them all; `to_env()` writes them back, so a child process gets exactly the settings of its parent.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, get_type_hints
+
+FALSE_WORDS = ("0", "false", "no", "off")
 
 
-def _env_str(name: str, default: str | None = None) -> str | None:
+def _env(name: str) -> str | None:
     value = os.environ.get(name)
-    return value if value not in (None, "") else default
+    return value if value not in (None, "") else None
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = _env_str(name)
-    if raw is None:
-        return default
+def _parse(name: str, kind: Any, raw: str) -> Any:
+    """Read one environment value as the setting's type, naming the variable when it is wrong."""
+    if kind in (str, str | None):
+        return raw
+    if kind in (Path, Path | None):
+        return Path(raw).resolve()
+    if kind is bool:
+        return raw.strip().lower() not in FALSE_WORDS
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what}, got {raw!r}") from exc
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = _env_str(name)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
 
 
-def _home() -> Path:
-    return Path(_env_str("TRAINYARD_HOME", "var")).resolve()
+def env(name: str) -> dict[str, str]:
+    """A setting's field metadata: the environment variable it is read from."""
+    return {"env": name}
 
 
 @dataclass(frozen=True)
@@ -42,60 +51,72 @@ class Settings:
     """Typed settings; `Settings.from_env()` builds them, tests build their own with `replace`."""
 
     # Folder for the embedded defaults: the SQLite results store, the SQLite broker, the MNIST cache.
-    home: Path = field(default_factory=_home)
+    home: Path = field(
+        default_factory=lambda: Path("var").resolve(), metadata=env("TRAINYARD_HOME")
+    )
     # SQLAlchemy URL of the results store; a SQLite file under `home` when unset.
-    database_url: str = ""
+    database_url: str = field(default="", metadata=env("TRAINYARD_DATABASE_URL"))
     # Celery broker URL; Celery's SQLAlchemy transport on a SQLite file under `home` when unset.
-    broker_url: str = ""
+    broker_url: str = field(default="", metadata=env("TRAINYARD_BROKER_URL"))
     # Folder holding the four MNIST IDX files; when unset, a download cache under `home`.
-    data_dir: Path | None = None
+    data_dir: Path | None = field(default=None, metadata=env("TRAINYARD_DATA_DIR"))
     # May the worker download MNIST when `data_dir` is unset (needs internet).
-    allow_download: bool = True
+    allow_download: bool = field(default=True, metadata=env("TRAINYARD_ALLOW_DOWNLOAD"))
     # Where MNIST is downloaded from when `data_dir` is unset; any URL urllib opens (file:// too).
-    mnist_mirror: str = "https://storage.googleapis.com/cvdf-datasets/mnist/"
+    mnist_mirror: str = field(
+        default="https://storage.googleapis.com/cvdf-datasets/mnist/",
+        metadata=env("TRAINYARD_MNIST_MIRROR"),
+    )
     # Flask secret (sessions, CSRF). Random per process when unset: fine for one process only.
-    secret_key: str = ""
+    secret_key: str = field(default="", metadata=env("TRAINYARD_SECRET_KEY"))
     # Bearer token every API write must carry; writes are open when unset.
-    api_token: str | None = None
+    api_token: str | None = field(default=None, metadata=env("TRAINYARD_API_TOKEN"))
     # Largest request body the web app accepts, in bytes.
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: int = field(default=64 * 1024, metadata=env("TRAINYARD_MAX_BODY_BYTES"))
     # Seconds without a heartbeat after which a running run is taken as lost.
-    heartbeat_timeout: float = 120.0
+    heartbeat_timeout: float = field(default=120.0, metadata=env("TRAINYARD_HEARTBEAT_TIMEOUT"))
     # Seconds between worker heartbeats (run row and worker registry).
-    heartbeat_interval: float = 5.0
+    heartbeat_interval: float = field(default=5.0, metadata=env("TRAINYARD_HEARTBEAT_INTERVAL"))
+    # Jobs one worker runs at once (its pool processes).
+    concurrency: int = field(default=1, metadata=env("TRAINYARD_CONCURRENCY"))
     # TensorFlow intra-op threads per worker process; 0 sizes them to the CPUs the process owns.
-    tf_threads: int = 0
+    tf_threads: int = field(default=0, metadata=env("TRAINYARD_TF_THREADS"))
     # Hard time limit of one training task, in seconds.
-    task_time_limit: int = 6 * 3600
+    task_time_limit: int = field(default=6 * 3600, metadata=env("TRAINYARD_TASK_TIME_LIMIT"))
     # Name of the Celery queue training jobs go to.
-    queue: str = "training"
+    queue: str = field(default="training", metadata=env("TRAINYARD_QUEUE"))
     # Base URL of a trainyard server, for the command-line client.
-    url: str = "http://127.0.0.1:8000"
+    url: str = field(default="http://127.0.0.1:8000", metadata=env("TRAINYARD_URL"))
+
+    def __post_init__(self) -> None:
+        # The embedded defaults live under `home` unless a URL says otherwise.
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.home / 'trainyard.db'}")
+        if not self.broker_url:
+            object.__setattr__(self, "broker_url", f"sqla+sqlite:///{self.home / 'broker.db'}")
 
     @classmethod
     def from_env(cls) -> Settings:
         """Read the settings from TRAINYARD_* environment variables."""
-        home = _home()
-        data_dir = _env_str("TRAINYARD_DATA_DIR")
-        return cls(
-            home=home,
-            database_url=_env_str("TRAINYARD_DATABASE_URL", f"sqlite:///{home / 'trainyard.db'}"),
-            broker_url=_env_str("TRAINYARD_BROKER_URL", f"sqla+sqlite:///{home / 'broker.db'}"),
-            data_dir=Path(data_dir).resolve() if data_dir else None,
-            allow_download=_env_str("TRAINYARD_ALLOW_DOWNLOAD", "1") not in ("0", "false", "no"),
-            mnist_mirror=_env_str(
-                "TRAINYARD_MNIST_MIRROR", "https://storage.googleapis.com/cvdf-datasets/mnist/"
-            ),
-            secret_key=_env_str("TRAINYARD_SECRET_KEY") or secrets.token_hex(32),
-            api_token=_env_str("TRAINYARD_API_TOKEN"),
-            max_body_bytes=_env_int("TRAINYARD_MAX_BODY_BYTES", 64 * 1024),
-            heartbeat_timeout=_env_float("TRAINYARD_HEARTBEAT_TIMEOUT", 120.0),
-            heartbeat_interval=_env_float("TRAINYARD_HEARTBEAT_INTERVAL", 5.0),
-            tf_threads=_env_int("TRAINYARD_TF_THREADS", 0),
-            task_time_limit=_env_int("TRAINYARD_TASK_TIME_LIMIT", 6 * 3600),
-            queue=_env_str("TRAINYARD_QUEUE", "training"),
-            url=_env_str("TRAINYARD_URL", "http://127.0.0.1:8000"),
-        )
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for setting in fields(cls):
+            name = setting.metadata["env"]
+            raw = _env(name)
+            if raw is not None:
+                values[setting.name] = _parse(name, hints[setting.name], raw)
+        settings = cls(**values)
+        if not settings.secret_key:
+            settings = replace(settings, secret_key=secrets.token_hex(32))
+        return settings
+
+    def to_env(self) -> dict[str, str]:
+        """The TRAINYARD_* variables that give a child process exactly these settings."""
+        return {
+            setting.metadata["env"]: _format(getattr(self, setting.name))
+            for setting in fields(self)
+            if getattr(self, setting.name) is not None
+        }
 
     def with_overrides(self, **changes: object) -> Settings:
         """Return a copy with some settings changed."""
@@ -107,18 +128,22 @@ class Settings:
         return self.home / "mnist"
 
 
+def child_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """This process's environment with its TRAINYARD_* variables replaced by `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINYARD_")}
+    return {**env, **settings.to_env(), **extra}
+
+
 _settings: Settings | None = None
 
 
 def get_settings() -> Settings:
-    """Return the process-wide settings, read from the environment on first use."""
+    """Return this process's settings, read from the environment on first use.
+
+    Only entry points (the CLI, the Celery app module, the WSGI module) call this; everything they
+    build is handed its settings explicitly.
+    """
     global _settings
     if _settings is None:
         _settings = Settings.from_env()
     return _settings
-
-
-def set_settings(settings: Settings | None) -> None:
-    """Replace the process-wide settings (tests, and processes that built their own)."""
-    global _settings
-    _settings = settings

@@ -1,4 +1,8 @@
-"""The database engine, sessions, and the check that the schema is at the latest revision."""
+"""The results store: an engine, its session factory and units of work, owned by whoever made it.
+
+The web app keeps one `Store` in `app.extensions`; each worker process builds its own after the
+fork. Nothing here is process-wide, so two apps (or an app and a test) never share an engine.
+"""
 
 from __future__ import annotations
 
@@ -6,82 +10,74 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-
-from shared.config import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
-_engine: Engine | None = None
-_sessionmaker: sessionmaker[Session] | None = None
+
+def sqlite_path(url: str) -> Path | None:
+    """The file a `sqlite:///` (or `sqla+sqlite:///`) URL names, or None (memory, other drivers)."""
+    if "sqlite" not in url.split("://", 1)[0]:
+        return None
+    path = url.split("///", 1)[-1] if "///" in url else ""
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
 
 
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and foreign keys, so web and worker share it."""
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if make_url(url).get_backend_name() == "sqlite":
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
+        event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
 
-def configure(settings: Settings | None = None) -> Engine:
-    """Build the process-wide engine and session factory from the settings."""
-    global _engine, _sessionmaker
-    settings = settings or get_settings()
-    if _engine is not None:
-        _engine.dispose()
-    _engine = make_engine(settings.database_url)
-    _sessionmaker = sessionmaker(bind=_engine, expire_on_commit=False)
-    return _engine
+class Store:
+    """One database: its engine, a session factory, and units of work on it."""
 
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
 
-def get_engine() -> Engine:
-    """Return the process-wide engine, building it on first use."""
-    if _engine is None:
-        configure()
-    assert _engine is not None
-    return _engine
+    def session(self) -> Session:
+        """Open a session; the caller closes it."""
+        return self._sessions()
 
+    @contextmanager
+    def session_scope(self) -> Iterator[Session]:
+        """Run one unit of work: commit when the block succeeds, roll back when it raises."""
+        session = self.session()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
 
-def new_session() -> Session:
-    """Open a session on the process-wide engine; the caller closes it."""
-    if _sessionmaker is None:
-        configure()
-    assert _sessionmaker is not None
-    return _sessionmaker()
+    def forget_parent_connections(self) -> None:
+        """Drop pooled connections without closing them: after a fork they are the parent's sockets."""
+        self.engine.dispose(close=False)
 
-
-def dispose_engine() -> None:
-    """Drop pooled connections; a forked process must not reuse its parent's sockets."""
-    if _engine is not None:
-        _engine.dispose(close=False)
-
-
-@contextmanager
-def session_scope() -> Iterator[Session]:
-    """Run one unit of work: commit when the block succeeds, roll back when it raises."""
-    session = new_session()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

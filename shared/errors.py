@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
+
+from pydantic import ValidationError
+
+
+def field_errors(exc: ValidationError, top_level: bool = False) -> dict[str, str]:
+    """Turn a pydantic error into `{field: reason}`, one readable reason per field.
+
+    `top_level` names only the outer field (`ids`, not `ids.1`): a query parameter is one string.
+    """
+    errors: dict[str, str] = {}
+    for error in exc.errors():
+        parts = [str(part) for part in error["loc"]][: 1 if top_level else None]
+        reason = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+        errors.setdefault(".".join(parts) or "body", reason.removeprefix("Value error, "))
+    return errors
+
+
+def summary(fields: dict[str, str]) -> str:
+    """One line naming each field and its reason, for an error's message."""
+    return "; ".join(f"{key}: {reason}" for key, reason in fields.items())
 
 
 class TrainyardError(Exception):
@@ -19,6 +39,11 @@ class TrainyardError(Exception):
     def to_dict(self) -> dict[str, Any]:
         """Return `{"error": {"code", "message", "fields"}}`."""
         return {"error": {"code": self.code, "message": self.message, "fields": self.fields}}
+
+    @classmethod
+    def for_fields(cls, what: str, fields: dict[str, str]) -> Self:
+        """An error whose message is `what (field: reason; ...)`."""
+        return cls(f"{what} ({summary(fields)})", fields)
 
 
 class BadRequest(TrainyardError):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.errors import InvalidParams
+from shared.errors import InvalidParams, field_errors
 
-SEED_MAX = 2**31 - 1
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
+# The largest value every database's INTEGER column holds; ids, seeds and integer filters stay below.
+INT32_MAX = 2**31 - 1
+Optimizer = Literal["adam", "sgd", "rmsprop"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 
 
 class Hyperparams(BaseModel):
@@ -21,7 +23,7 @@ class Hyperparams(BaseModel):
     epochs: int = Field(5, ge=1, le=100, description="Passes over the training images.")
     batch_size: int = Field(32, ge=1, le=8192, description="Images per gradient step.")
     learning_rate: float = Field(0.001, gt=0, le=1, description="Optimizer step size.")
-    optimizer: Literal["adam", "sgd", "rmsprop"] = Field("adam", description="Keras optimizer.")
+    optimizer: Optimizer = Field("adam", description="Keras optimizer.")
     hidden_units: int = Field(128, ge=1, le=4096, description="Width of the hidden Dense layer.")
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout rate after the hidden layer.")
     normalize: bool = Field(True, description="Divide pixels by 255 so they lie in [0, 1].")
@@ -32,27 +34,17 @@ class Hyperparams(BaseModel):
         60000, ge=100, le=60000, description="Train on the first N training images."
     )
     seed: int | None = Field(
-        None, ge=0, le=SEED_MAX, description="Random seed; drawn at submit time when omitted."
+        None, ge=0, le=INT32_MAX, description="Random seed; drawn at submit time when omitted."
     )
 
     def with_seed(self) -> Hyperparams:
         """Return these parameters with a seed, drawing one if none was given."""
         if self.seed is not None:
             return self
-        return self.model_copy(update={"seed": random.randint(0, SEED_MAX)})
+        return self.model_copy(update={"seed": random.randint(0, INT32_MAX)})
 
 
 PARAM_NAMES: tuple[str, ...] = tuple(Hyperparams.model_fields)
-
-
-def field_errors(exc: ValidationError) -> dict[str, str]:
-    """Turn a pydantic error into `{field: reason}`, one readable reason per field."""
-    errors: dict[str, str] = {}
-    for error in exc.errors():
-        loc = ".".join(str(part) for part in error["loc"]) or "params"
-        message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
-        errors.setdefault(loc, message)
-    return errors
 
 
 def parse_params(data: Any, prefix: str = "params") -> Hyperparams:
@@ -65,5 +57,4 @@ def parse_params(data: Any, prefix: str = "params") -> Hyperparams:
         return Hyperparams.model_validate(data)
     except ValidationError as exc:
         fields = {f"{prefix}.{name}": reason for name, reason in field_errors(exc).items()}
-        summary = "; ".join(f"{name}: {reason}" for name, reason in fields.items())
-        raise InvalidParams(f"invalid hyperparameters ({summary})", fields) from exc
+        raise InvalidParams.for_fields("invalid hyperparameters", fields) from exc

@@ -1,19 +1,20 @@
-"""Data functions on runs and their epochs. Each takes a session and never commits."""
+"""Writes to runs and their epochs. Each takes a session and never commits."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict
 from shared.models import FINISHED_STATUSES, Epoch, Evaluation, Run, RunStatus, utcnow
 from shared.params import Hyperparams
+from shared.queries import get_run
 
 logger = logging.getLogger(__name__)
 
@@ -45,19 +46,6 @@ def create_run(
     session.add(run)
     session.flush()
     return run
-
-
-def get_run(session: Session, run_id: int) -> Run:
-    """Return the run or raise NotFound."""
-    run = session.get(Run, run_id)
-    if run is None:
-        raise NotFound(f"run {run_id} does not exist", {"id": "no such run"})
-    return run
-
-
-def find_by_idempotency_key(session: Session, key: str) -> Run | None:
-    """Return the run an earlier submit with this Idempotency-Key created, if any."""
-    return session.scalar(select(Run).where(Run.idempotency_key == key))
 
 
 def set_task_id(session: Session, run_id: int, task_id: str) -> None:
@@ -112,7 +100,7 @@ def _greatest(session: Session, column: Any, value: int) -> Any:
     return func.greatest(column, value)
 
 
-def _insert_for(session: Session):  # type: ignore[no-untyped-def]
+def _insert_for(session: Session) -> Callable[..., Any]:
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert
@@ -207,8 +195,8 @@ def request_cancel(session: Session, run_id: int) -> Run:
     return run
 
 
-def fail_stale_runs(session: Session, stale_after: float) -> list[int]:
-    """Mark running runs whose heartbeat stopped `stale_after` seconds ago as failed."""
+def fail_abandoned_runs(session: Session, stale_after: float) -> list[int]:
+    """Fail running runs whose heartbeat stopped `stale_after` seconds ago; return their ids."""
     cutoff = utcnow() - timedelta(seconds=stale_after)
     stale = list(
         session.scalars(
@@ -227,63 +215,3 @@ def fail_stale_runs(session: Session, stale_after: float) -> list[int]:
         )
         logger.warning("run %s failed: its worker stopped sending heartbeats", run_id)
     return stale
-
-
-def epochs_of(session: Session, run_id: int) -> list[Epoch]:
-    """Return the run's epoch rows in order."""
-    return list(session.scalars(select(Epoch).where(Epoch.run_id == run_id).order_by(Epoch.epoch)))
-
-
-def queue_positions(session: Session, runs: list[Run]) -> dict[int, int]:
-    """Return the 1-based queue place (oldest first) of each queued run among `runs`, in one query."""
-    queued = [run.id for run in runs if run.status == RunStatus.QUEUED]
-    if not queued:
-        return {}
-    ranked = (
-        select(Run.id, func.row_number().over(order_by=Run.id).label("position"))
-        .where(Run.status == RunStatus.QUEUED)
-        .subquery()
-    )
-    rows = session.execute(select(ranked.c.id, ranked.c.position).where(ranked.c.id.in_(queued)))
-    return {run_id: int(position) for run_id, position in rows}
-
-
-def queue_position(session: Session, run: Run) -> int | None:
-    """Return a queued run's 1-based place in the queue (oldest first), else None."""
-    return queue_positions(session, [run]).get(run.id)
-
-
-def latest_epochs(session: Session, run_ids: list[int]) -> dict[int, Epoch]:
-    """Return each run's last recorded epoch, for a page of runs, in one query."""
-    if not run_ids:
-        return {}
-    last = (
-        select(Epoch.run_id, func.max(Epoch.epoch).label("epoch"))
-        .where(Epoch.run_id.in_(run_ids))
-        .group_by(Epoch.run_id)
-        .subquery()
-    )
-    rows = session.scalars(
-        select(Epoch).join(last, (Epoch.run_id == last.c.run_id) & (Epoch.epoch == last.c.epoch))
-    )
-    return {row.run_id: row for row in rows}
-
-
-@dataclass(frozen=True)
-class Progress:
-    """What the dashboard shows of a run in flight."""
-
-    epochs_done: int
-    epochs_total: int
-    latest: Epoch | None
-    seconds_left: float | None
-
-
-def progress(run: Run, latest: Epoch | None, now: datetime | None = None) -> Progress:
-    """Estimate the time left from the mean epoch time so far."""
-    seconds_left = None
-    if run.status == RunStatus.RUNNING and run.started_at and run.epochs_done:
-        elapsed = ((now or utcnow()) - run.started_at).total_seconds()
-        per_epoch = elapsed / run.epochs_done
-        seconds_left = max(0.0, per_epoch * (run.epochs - run.epochs_done))
-    return Progress(run.epochs_done, run.epochs, latest, seconds_left)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.models import Epoch, Evaluation, Run, Worker
-from shared.runs import progress
+from shared.models import Epoch, Evaluation, Run, RunStatus, Worker, utcnow
 
 
 def iso(value: datetime | None) -> str | None:
@@ -15,13 +15,30 @@ def iso(value: datetime | None) -> str | None:
 
 
 def duration_seconds(run: Run) -> float | None:
-    """Seconds from start to finish (or to now, while running)."""
-    if run.started_at is None:
+    """Seconds from start to finish; None until the run has finished."""
+    if run.started_at is None or run.finished_at is None:
         return None
-    end = run.finished_at
-    if end is None:
-        return None
-    return round((end - run.started_at).total_seconds(), 3)
+    return round((run.finished_at - run.started_at).total_seconds(), 3)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the dashboard shows of a run in flight."""
+
+    epochs_done: int
+    epochs_total: int
+    latest: Epoch | None
+    seconds_left: float | None
+
+
+def progress(run: Run, latest: Epoch | None, now: datetime | None = None) -> Progress:
+    """Estimate the time left from the mean epoch time so far."""
+    seconds_left = None
+    if run.status == RunStatus.RUNNING and run.started_at and run.epochs_done:
+        elapsed = ((now or utcnow()) - run.started_at).total_seconds()
+        per_epoch = elapsed / run.epochs_done
+        seconds_left = max(0.0, per_epoch * (run.epochs - run.epochs_done))
+    return Progress(run.epochs_done, run.epochs, latest, seconds_left)
 
 
 def epoch_to_dict(epoch: Epoch) -> dict[str, Any]:

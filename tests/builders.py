@@ -10,6 +10,13 @@ from shared.models import Run, RunStatus
 from shared.params import Hyperparams
 from shared.runs import claim_run, create_run, finish_run, record_epoch
 
+# A small, valid evaluation: every test digit right, one sample "misclassified" digit.
+EVALUATION = {
+    "confusion_matrix": [[10 if i == j else 0 for j in range(10)] for i in range(10)],
+    "per_class_accuracy": [1.0] * 10,
+    "misclassified": [{"index": 8, "label": 5, "predicted": 6, "image": "AAAA"}],
+}
+
 
 def make_run(
     session: Session,

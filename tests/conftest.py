@@ -17,13 +17,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from shared import db
-from shared.config import Settings, set_settings
+from shared.config import Settings
+from shared.db import Store
 from shared.migrate import upgrade
 from shared.models import Base
-from tests.support import mnist_dir, postgres_database
-
-REDIS_URL = os.environ.get("TRAINYARD_TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
+from shared.pgadmin import scratch_database
+from tests.support import REDIS_URL, create_test_app, mnist_dir
 
 
 @pytest.fixture(scope="session")
@@ -31,9 +30,8 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An empty database for this test session: PostgreSQL when named, else a SQLite file."""
     server = os.environ.get("TRAINYARD_TEST_DATABASE_URL")
     if server:
-        with postgres_database(server) as url:
+        with scratch_database(server) as url:
             yield url
-            db.dispose_engine()
     else:
         yield f"sqlite:///{tmp_path_factory.mktemp('store') / 'trainyard.db'}"
 
@@ -62,22 +60,27 @@ def migrated(base_settings: Settings) -> Settings:
     return base_settings
 
 
+@pytest.fixture(scope="session")
+def store(migrated: Settings) -> Iterator[Store]:
+    """The test session's store, on its migrated database."""
+    store = Store(migrated.database_url)
+    yield store
+    store.close()
+
+
 @pytest.fixture()
-def settings(migrated: Settings) -> Iterator[Settings]:
+def settings(migrated: Settings, store: Store) -> Settings:
     """Settings for one test, on an emptied, migrated database."""
-    set_settings(migrated)
-    engine = db.configure(migrated)
-    with engine.begin() as connection:
+    with store.engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
-    yield migrated
-    set_settings(None)
+    return migrated
 
 
 @pytest.fixture()
-def session(settings: Settings) -> Iterator[Session]:
+def session(settings: Settings, store: Store) -> Iterator[Session]:
     """A session on the test database; the test commits what it wants others to see."""
-    s = db.new_session()
+    s = store.session()
     yield s
     s.rollback()
     s.close()
@@ -91,14 +94,6 @@ def app(settings: Settings) -> Flask:
     return application
 
 
-def create_test_app(settings: Settings) -> Flask:
-    from web import create_app
-
-    application = create_app(settings)
-    application.config["TESTING"] = True
-    return application
-
-
 @pytest.fixture()
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
@@ -109,8 +104,6 @@ def worker(migrated: Settings) -> Iterator[Settings]:
     """A real Celery worker process on the local Redis, shared by the tests that need one."""
     from tests.support import worker_process
 
-    set_settings(migrated)
-    db.configure(migrated)
     with worker_process(migrated, name="session-worker"):
         yield migrated
 

@@ -1,22 +1,30 @@
-"""Helpers the tests share: settings for a test, real processes (worker, web), waiting."""
+"""Helpers the tests share: real processes (worker, web), waiting, and reading HTML pages."""
 
 from __future__ import annotations
 
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shared.config import Settings
+from flask import Flask
+from flask.testing import FlaskClient
+
+from shared.config import Settings, child_env
 
 ROOT = Path(__file__).resolve().parent.parent
+# The broker worker tests use: the machine's Redis unless TRAINYARD_TEST_BROKER_URL names another.
+REDIS_URL = os.environ.get("TRAINYARD_TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
 T = TypeVar("T")
 
 
@@ -32,27 +40,16 @@ def mnist_dir() -> Path:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process exactly these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINYARD_")}
-    env.update(
-        TRAINYARD_HOME=str(settings.home),
-        TRAINYARD_DATABASE_URL=settings.database_url,
-        TRAINYARD_BROKER_URL=settings.broker_url,
-        TRAINYARD_SECRET_KEY=settings.secret_key,
-        TRAINYARD_QUEUE=settings.queue,
-        TRAINYARD_HEARTBEAT_INTERVAL=str(settings.heartbeat_interval),
-        TRAINYARD_HEARTBEAT_TIMEOUT=str(settings.heartbeat_timeout),
-        TRAINYARD_ALLOW_DOWNLOAD="1" if settings.allow_download else "0",
-        TRAINYARD_URL=settings.url,
-        TF_CPP_MIN_LOG_LEVEL="2",
-        PYTHONUNBUFFERED="1",
-    )
-    if settings.data_dir is not None:
-        env["TRAINYARD_DATA_DIR"] = str(settings.data_dir)
-    if settings.api_token:
-        env["TRAINYARD_API_TOKEN"] = settings.api_token
-    if settings.tf_threads:
-        env["TRAINYARD_TF_THREADS"] = str(settings.tf_threads)
-    return env
+    return child_env(settings, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+
+
+def create_test_app(settings: Settings) -> Flask:
+    """The Flask app on these settings, in testing mode."""
+    from web import create_app
+
+    application = create_app(settings)
+    application.config["TESTING"] = True
+    return application
 
 
 def free_port() -> int:
@@ -125,17 +122,24 @@ def worker_process(
     """Run a real Celery worker (`trainyard worker`) until the block ends; wait until it registers."""
     from sqlalchemy import select
 
-    from shared import db
+    from shared.db import Store
     from shared.models import Worker
+
+    store = Store(settings.database_url)
 
     def registered() -> bool:
         alive = select(Worker).where(Worker.name.like(f"{name}@%"), Worker.stopped_at.is_(None))
-        with db.session_scope() as session:
+        with store.session_scope() as session:
             return session.scalar(alive) is not None
 
     args = ["worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h"]
-    with trainyard_process(settings, args, registered, f"worker {name}", 90, extra_env) as process:
-        yield process
+    try:
+        with trainyard_process(
+            settings, args, registered, f"worker {name}", 90, extra_env
+        ) as process:
+            yield process
+    finally:
+        store.close()
 
 
 @contextmanager
@@ -156,22 +160,70 @@ def web_process(settings: Settings, port: int | None = None) -> Iterator[str]:
         yield url
 
 
-@contextmanager
-def postgres_database(server_url: str, prefix: str = "trainyard_test") -> Iterator[str]:
-    """Create an empty database on the PostgreSQL server `server_url` names; drop it afterwards."""
-    import uuid
+class _Collector(HTMLParser):
+    """Collect every element's tag, attributes and direct text, in document order."""
 
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements: list[dict[str, Any]] = []
+        self._open: list[dict[str, Any]] = []
 
-    server = make_url(server_url)
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        element = {"tag": tag, "attrs": dict(attrs), "text": ""}
+        self.elements.append(element)
+        if tag not in ("input", "img", "br", "meta", "link"):
+            self._open.append(element)
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._open:
+            if self._open.pop()["tag"] == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        for element in self._open:
+            element["text"] += data
+
+
+def find(html: str, tag: str, **attrs: str) -> list[dict[str, Any]]:
+    """Return the elements with this tag whose attributes include `attrs` (`_` for `-`)."""
+    collector = _Collector()
+    collector.feed(html)
+    wanted = {key.replace("_", "-"): value for key, value in attrs.items()}
+    return [
+        e
+        for e in collector.elements
+        if e["tag"] == tag and all(e["attrs"].get(k) == v for k, v in wanted.items())
+    ]
+
+
+def run_ids(html: str) -> list[int]:
+    """The run ids listed in the runs table, in order."""
+    return [int(e["attrs"]["data-run-id"]) for e in find(html, "tr") if "data-run-id" in e["attrs"]]
+
+
+def page(client: FlaskClient, url: str, status: int = 200) -> str:
+    response = client.get(url)
+    assert response.status_code == status, response.get_data(as_text=True)[:2000]
+    return response.get_data(as_text=True)
+
+
+def decode_png(png: bytes) -> tuple[int, int, bytes]:
+    """Read back an 8-bit grayscale, unfiltered PNG: width, height and the pixels."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    offset, idat, size = 8, b"", (0, 0)
+    while offset < len(png):
+        (length,) = struct.unpack(">I", png[offset : offset + 4])
+        kind = png[offset + 4 : offset + 8]
+        body = png[offset + 8 : offset + 8 + length]
+        (crc,) = struct.unpack(">I", png[offset + 8 + length : offset + 12 + length])
+        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF
+        if kind == b"IHDR":
+            size = struct.unpack(">II", body[:8])
+        elif kind == b"IDAT":
+            idat += body
+        offset += 12 + length
+    raw = zlib.decompress(idat)
+    width, height = size
+    rows = [raw[r * (width + 1) : (r + 1) * (width + 1)] for r in range(height)]
+    assert all(row[0] == 0 for row in rows)
+    return width, height, b"".join(row[1:] for row in rows)

@@ -9,11 +9,11 @@ from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from shared import db
-from shared.config import Settings, get_settings, set_settings
+from shared.config import Settings, get_settings
+from shared.db import Store
 from shared.errors import PayloadTooLarge, TrainyardError
 from shared.migrate import check_schema
-from web.database import register_teardown
+from web.database import register_store
 from web.queue import make_producer
 
 logger = logging.getLogger(__name__)
@@ -22,9 +22,8 @@ csrf = CSRFProtect()
 
 
 def create_app(settings: Settings | None = None, check_migrations: bool = True) -> Flask:
-    """Build the app; refuse to start on a database that is not at the latest revision."""
+    """Build the app on its own store; refuse a database that is not at the latest revision."""
     settings = settings or get_settings()
-    set_settings(settings)
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -32,14 +31,14 @@ def create_app(settings: Settings | None = None, check_migrations: bool = True) 
         TRAINYARD=settings,
         WTF_CSRF_TIME_LIMIT=None,
     )
-    engine = db.configure(settings)
+    store = Store(settings.database_url)
     if check_migrations:
-        check_schema(engine)
+        check_schema(store.engine)
+    register_store(app, store)
     app.extensions["trainyard.producer"] = make_producer(settings)
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
-    register_teardown(app)
     return app
 
 

@@ -11,25 +11,17 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
-from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shared import db
+from shared import views
 from shared.compare import compare_runs
-from shared.errors import BadRequest, InvalidParams, NotFound, UnsupportedMediaType
-from shared.params import Hyperparams, field_errors
-from shared.queries import RunQuery, list_runs, queued_runs
-from shared.runs import (
-    epochs_of,
-    get_run,
-    latest_epochs,
-    queue_position,
-    queue_positions,
-    request_cancel,
-)
-from shared.serializers import epoch_to_dict, evaluation_to_dict, run_to_dict, worker_to_dict
-from shared.workers import list_workers
+from shared.errors import BadRequest, NotFound
+from shared.filters import RunQuery
+from shared.params import INT32_MAX, Hyperparams
+from shared.queries import get_run
+from shared.runs import request_cancel
+from web import parsing
 from web.auth import require_token
-from web.database import get_session
+from web.database import app_settings, app_store, get_session
 from web.health import health as health_checks
 from web.openapi import ERRORS, build_document, inline_code, operation, type_label
 from web.queue import submit
@@ -40,6 +32,7 @@ from web.schemas import (
     HealthOut,
     MetricsOut,
     MetricsQuery,
+    NoQuery,
     QueueOut,
     RunDetail,
     RunList,
@@ -50,105 +43,22 @@ from web.schemas import (
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
-MAX_RUN_ID = 2**31 - 1
 EPOCH_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "recorded_at")
-INT_PARAMS = {
-    name for name, info in Hyperparams.model_fields.items() if info.annotation in (int, int | None)
-}
 WRITE_ERRORS = {code: ERRORS[code] for code in (401, 413, 415, 422)}
-
-
-class _NoQuery(BaseModel):
-    """The query of an endpoint that takes no parameters: any key is a 400."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 @bp.url_value_preprocessor
 def _check_run_id(endpoint: str | None, values: dict[str, Any] | None) -> None:
     # Ids no database column can hold are "no such run", before any query sees them.
-    if values and "run_id" in values and not 1 <= values["run_id"] <= MAX_RUN_ID:
+    if values and "run_id" in values and not 1 <= values["run_id"] <= INT32_MAX:
         raise NotFound(f"run {values['run_id']} does not exist", {"id": "no such run"})
-
-
-def json_body() -> dict[str, Any]:
-    """Return the request's JSON object ({} when there is no body), or raise 415 / 400."""
-    if not request.get_data(cache=True) and not request.content_type:
-        return {}
-    if not request.is_json:
-        raise UnsupportedMediaType(
-            "send the body as application/json", {"Content-Type": "must be application/json"}
-        )
-    body = request.get_json(silent=True)
-    if body is None:
-        raise BadRequest("the body is not valid JSON", {"body": "malformed JSON"})
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object", {"body": "must be an object"})
-    return body
-
-
-def _reasons(exc: ValidationError) -> dict[str, str]:
-    fields = field_errors(exc)
-    return {key: reason.removeprefix("Value error, ") for key, reason in fields.items()}
-
-
-def _integral(params: dict[str, Any]) -> dict[str, Any]:
-    """Read 3.0 as 3 for integer fields, as JSON Schema does (strict pydantic would refuse it)."""
-    return {
-        key: int(value)
-        if key in INT_PARAMS and isinstance(value, float) and value.is_integer()
-        else value
-        for key, value in params.items()
-    }
-
-
-def validate(model: type[BaseModel], data: dict[str, Any]) -> Any:
-    """Validate a body strictly against `model`, raising 422 that names each bad field."""
-    params = data.get("params")
-    if isinstance(params, dict):
-        data = {**data, "params": _integral(params)}
-    try:
-        # Strict: a JSON body has real types, so "3" for an int or 0 for a bool is a mistake.
-        return model.model_validate(data, strict=True)
-    except ValidationError as exc:
-        fields = _reasons(exc)
-        summary = "; ".join(f"{key}: {reason}" for key, reason in fields.items())
-        raise InvalidParams(f"invalid request ({summary})", fields) from exc
-
-
-def query_args(model: type[BaseModel]) -> Any:
-    """Validate the query string against `model`; a repeated, unknown or bad key is a 400."""
-    repeated = [key for key, values in request.args.lists() if len(values) > 1]
-    if repeated:
-        raise BadRequest(
-            "a query parameter was given more than once", dict.fromkeys(repeated, "given twice")
-        )
-    try:
-        return model.model_validate(request.args.to_dict())
-    except ValidationError as exc:
-        fields = {
-            key: "unknown filter or parameter" if reason == "unknown field" else reason
-            for key, reason in _reasons(exc).items()
-        }
-        summary = "; ".join(f"{key}: {reason}" for key, reason in fields.items())
-        raise BadRequest(f"invalid query ({summary})", fields) from exc
-
-
-def run_payload(run_id: int) -> dict[str, Any]:
-    """Everything known about one run, as the API answers it."""
-    session = get_session()
-    run = get_run(session, run_id)
-    latest = latest_epochs(session, [run.id]).get(run.id)
-    payload = run_to_dict(run, latest, queue_position(session, run))
-    payload["evaluation"] = evaluation_to_dict(run.evaluation)
-    return payload
 
 
 def _accepted(run_id: int, created: bool = True) -> tuple[Response, int, dict[str, str]]:
     headers = {"Location": url_for("api.show", run_id=run_id)}
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    return jsonify(run_payload(run_id)), 202, headers
+    return jsonify(views.run_detail(get_session(), run_id)), 202, headers
 
 
 @bp.post("/runs")
@@ -163,7 +73,7 @@ def _accepted(run_id: int, created: bool = True) -> tuple[Response, int, dict[st
 def create() -> tuple[Response, int, dict[str, str]]:
     """Queue a training run: 202 with the run. A retry with the same Idempotency-Key returns the
     same run (409 if its body differs)."""
-    body = validate(SubmitRequest, json_body())
+    body = parsing.body(SubmitRequest)
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and len(key) > 200:
         raise BadRequest(
@@ -179,16 +89,10 @@ def create() -> tuple[Response, int, dict[str, str]]:
 @operation("List runs", {200: RunList, 400: ERRORS[400]}, query=RunQuery)
 def index() -> Response:
     """Runs matching the filters, sorted, one page at a time, with the total that matched."""
-    query = query_args(RunQuery)
-    session = get_session()
-    page = list_runs(session, query)
-    latest = latest_epochs(session, [run.id for run in page.runs])
-    positions = queue_positions(session, page.runs)
+    page, rows = views.runs_page(get_session(), parsing.query(RunQuery))
     return jsonify(
         {
-            "runs": [
-                run_to_dict(run, latest.get(run.id), positions.get(run.id)) for run in page.runs
-            ],
+            "runs": rows,
             "total": page.total,
             "page": page.page,
             "limit": page.limit,
@@ -201,7 +105,7 @@ def index() -> Response:
 @operation("Show a run", {200: RunDetail, 404: ERRORS[404]})
 def show(run_id: int) -> Response:
     """Everything known about a run, with its evaluation once it succeeded."""
-    return jsonify(run_payload(run_id))
+    return jsonify(views.run_detail(get_session(), run_id))
 
 
 @bp.get("/runs/<int:run_id>/metrics")
@@ -213,10 +117,8 @@ def show(run_id: int) -> Response:
 )
 def metrics(run_id: int) -> Response:
     """The per-epoch series; CSV with `?format=csv` or `Accept: text/csv`."""
-    query = query_args(MetricsQuery)
-    session = get_session()
-    get_run(session, run_id)
-    rows = [epoch_to_dict(e) for e in epochs_of(session, run_id)]
+    query = parsing.query(MetricsQuery)
+    rows = views.run_epochs(get_session(), run_id)
     wants = query.format or (
         "csv"
         if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
@@ -246,7 +148,7 @@ def cancel(run_id: int) -> tuple[Response, int]:
     session = get_session()
     request_cancel(session, run_id)
     session.commit()
-    return jsonify(run_payload(run_id)), 202
+    return jsonify(views.run_detail(session, run_id)), 202
 
 
 @bp.post("/runs/<int:run_id>/clone")
@@ -261,7 +163,7 @@ def cancel(run_id: int) -> tuple[Response, int]:
 def clone(run_id: int) -> tuple[Response, int, dict[str, str]]:
     """Queue a new run with this run's hyperparameters and the given overrides; a new seed is
     drawn unless `params.seed` is given."""
-    body = validate(CloneRequest, json_body())
+    body = parsing.body(CloneRequest)
     session = get_session()
     source = get_run(session, run_id)
     merged = {**source.params, "seed": None, **body.params.model_dump(exclude_unset=True)}
@@ -278,25 +180,16 @@ def clone(run_id: int) -> tuple[Response, int, dict[str, str]]:
 def compare() -> Response:
     """Runs side by side: hyperparameters with the differing ones named, final figures, deltas
     against the baseline, and per-epoch series."""
-    query = query_args(CompareQuery)
-    ids = query.ids
-    if query.baseline is not None and query.baseline not in ids:
-        ids = [query.baseline, *ids]
-    return jsonify(compare_runs(get_session(), ids, query.baseline).to_dict())
+    query = parsing.query(CompareQuery)
+    return jsonify(compare_runs(get_session(), query.compared, query.baseline).to_dict())
 
 
 @bp.get("/queue")
 @operation("The queue", {200: QueueOut, 400: ERRORS[400]})
 def queue() -> Response:
     """Queued runs, next to run first, each with its position."""
-    query_args(_NoQuery)
-    session = get_session()
-    runs = queued_runs(session)
-    latest = latest_epochs(session, [run.id for run in runs])
-    rows = [
-        {**run_to_dict(run, latest.get(run.id), place), "position": place}
-        for place, run in enumerate(runs, start=1)
-    ]
+    parsing.query(NoQuery)
+    rows = [{**run, "position": run["queue_position"]} for run in views.queue(get_session())]
     return jsonify({"runs": rows, "total": len(rows)})
 
 
@@ -304,18 +197,17 @@ def queue() -> Response:
 @operation("Workers", {200: WorkersOut, 400: ERRORS[400]}, query=WorkersQuery)
 def workers() -> Response:
     """Workers alive now (`all=1`: every registered one), with the runs each holds."""
-    query = query_args(WorkersQuery)
-    settings = current_app.config["TRAINYARD"]
-    rows = list_workers(get_session(), settings.heartbeat_timeout, include_dead=query.all == "1")
-    return jsonify({"workers": [worker_to_dict(*row) for row in rows]})
+    query = parsing.query(WorkersQuery)
+    rows = views.workers(get_session(), app_settings().heartbeat_timeout, query.all == "1")
+    return jsonify({"workers": rows})
 
 
 @bp.get("/health")
 @operation("Health", {200: HealthOut, 400: ERRORS[400], 503: HealthOut})
 def health() -> tuple[Response, int]:
     """Database and broker reachable, schema at the latest revision: 200, else 503."""
-    query_args(_NoQuery)
-    result = health_checks(db.get_engine(), current_app.config["TRAINYARD"])
+    parsing.query(NoQuery)
+    result = health_checks(app_store().engine, app_settings())
     return jsonify(result), 200 if result["ok"] else 503
 
 

@@ -1,17 +1,28 @@
-"""One database session per request, removed at teardown and rolled back on error."""
+"""The app's store and settings, and one database session per request (removed at teardown)."""
 
 from __future__ import annotations
 
-from flask import Flask, g
+from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
-from shared import db
+from shared.config import Settings
+from shared.db import Store
+
+
+def app_settings() -> Settings:
+    """The settings the current app was built with."""
+    return current_app.config["TRAINYARD"]
+
+
+def app_store() -> Store:
+    """The current app's results store."""
+    return current_app.extensions["trainyard.store"]
 
 
 def get_session() -> Session:
     """Return this request's session, opening it on first use."""
     if "db_session" not in g:
-        g.db_session = db.new_session()
+        g.db_session = app_store().session()
     return g.db_session
 
 
@@ -24,6 +35,7 @@ def _close_session(exc: BaseException | None) -> None:
     session.close()
 
 
-def register_teardown(app: Flask) -> None:
-    """Close the request's session when the request ends."""
+def register_store(app: Flask, store: Store) -> None:
+    """Keep the store on the app and close each request's session when the request ends."""
+    app.extensions["trainyard.store"] = store
     app.teardown_appcontext(_close_session)

@@ -45,7 +45,7 @@ def operation(
     """Attach a view's contract: responses by status (a model, or an error description)."""
 
     def attach(view: Callable[..., Any]) -> Callable[..., Any]:
-        view.openapi = {  # type: ignore[attr-defined]
+        vars(view)["openapi"] = {
             "summary": summary,
             "responses": responses,
             "query": query,

@@ -6,28 +6,22 @@ import logging
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from shared.compare import compare_runs, parse_ids
+from shared import views
+from shared.compare import compare_runs
 from shared.errors import BadRequest, TrainyardError
-from shared.models import Evaluation, RunStatus
+from shared.filters import NUMERIC_PARAMS, SORT_FIELDS, RunQuery
+from shared.models import RunStatus
 from shared.params import PARAM_NAMES
-from shared.queries import NUMERIC_PARAMS, SORT_FIELDS, list_runs, parse_query
-from shared.runs import (
-    epochs_of,
-    get_run,
-    latest_epochs,
-    queue_position,
-    queue_positions,
-    request_cancel,
-)
-from shared.serializers import epoch_to_dict, run_to_dict, worker_to_dict
-from shared.workers import list_workers
-from web.database import get_session
+from shared.queries import get_run
+from shared.runs import request_cancel
+from web import parsing
+from web.database import app_settings, get_session
 from web.digits import digit_data_uri
 from web.forms import RunForm, clone_data
 from web.queue import submit
+from web.schemas import ComparePageQuery, NewRunQuery
 
 logger = logging.getLogger(__name__)
 
@@ -57,24 +51,10 @@ def home() -> Response:
     return redirect(url_for("pages.runs"))
 
 
-def filter_args(args: MultiDict[str, str]) -> dict[str, str]:
-    """Flatten the filter form's query string: drop blank fields, join repeated ones with commas.
-
-    A plain GET form sends every empty input and one `status=` per ticked box; the query schema
-    wants absent keys and `status=a,b`.
-    """
-    flat: dict[str, str] = {}
-    for key, values in args.lists():
-        kept = [value.strip() for value in values if value.strip()]
-        if kept:
-            flat[key] = ",".join(kept)
-    return flat
-
-
 @bp.get("/runs")
 def runs() -> tuple[str, int]:
     """Runs filtered, sorted and paged by the query string; a bad filter shows its reason."""
-    args = filter_args(request.args)
+    args = parsing.flat_args(request.args, from_form=True)  # the filter form shows what was asked
     context: dict[str, Any] = {
         "args": args,
         "statuses": STATUSES,
@@ -87,36 +67,22 @@ def runs() -> tuple[str, int]:
         "page": None,
     }
     try:
-        query = parse_query(args)
+        query = parsing.query(RunQuery, from_form=True)
     except BadRequest as exc:
         context["error"] = exc
         return render_template("runs.html", **context), 400
-    session = get_session()
-    page = list_runs(session, query)
-    latest = latest_epochs(session, [run.id for run in page.runs])
-    positions = queue_positions(session, page.runs)
-    context["rows"] = [
-        run_to_dict(run, latest.get(run.id), positions.get(run.id)) for run in page.runs
-    ]
-    context["page"] = page
-    context["sort"] = query.sort  # type: ignore[attr-defined]
+    context["page"], context["rows"] = views.runs_page(get_session(), query)
+    context["sort"] = query.sort
     return render_template("runs.html", **context), 200
-
-
-def _clone_source() -> dict[str, Any] | None:
-    """The form data of the run named by `?clone=<id>`, or None when there is none."""
-    raw = request.args.get("clone", "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit():
-        raise BadRequest("clone must be a run id", {"clone": "not a run id"})
-    return clone_data(get_run(get_session(), int(raw)))
 
 
 @bp.route("/runs/new", methods=["GET", "POST"])
 def new_run() -> str | Response | tuple[str, int]:
     """The New run form (pre-filled from `?clone=<id>`); a valid post queues the run."""
-    cloned = _clone_source() if request.method == "GET" else None
+    source = parsing.query(NewRunQuery, from_form=True).clone
+    cloned = (
+        clone_data(get_run(get_session(), source)) if source and request.method == "GET" else None
+    )
     form = RunForm(data=cloned) if cloned else RunForm()
     if form.validate_on_submit():
         params = form.validate_params()
@@ -128,14 +94,14 @@ def new_run() -> str | Response | tuple[str, int]:
             flash(f"Run {run.id} queued.")
             return redirect(url_for("pages.run", run_id=run.id))
     status = 422 if request.method == "POST" else 200
-    return render_template("new.html", form=form, cloned=request.args.get("clone")), status
+    return render_template("new.html", form=form, cloned=source), status
 
 
-def evaluation_view(evaluation: Evaluation | None) -> dict[str, Any] | None:
+def evaluation_view(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
     """Shape a run's evaluation for the heatmap and the digit grid."""
     if evaluation is None:
         return None
-    matrix = evaluation.confusion_matrix
+    matrix = evaluation["confusion_matrix"]
     rows = []
     for true_label, counts in enumerate(matrix):
         total = sum(counts) or 1
@@ -143,7 +109,7 @@ def evaluation_view(evaluation: Evaluation | None) -> dict[str, Any] | None:
             {
                 "label": true_label,
                 "total": sum(counts),
-                "accuracy": evaluation.per_class_accuracy[true_label],
+                "accuracy": evaluation["per_class_accuracy"][true_label],
                 "cells": [
                     {"count": count, "share": count / total, "diagonal": true_label == predicted}
                     for predicted, count in enumerate(counts)
@@ -152,7 +118,7 @@ def evaluation_view(evaluation: Evaluation | None) -> dict[str, Any] | None:
         )
     digits = [
         {**{k: v for k, v in item.items() if k != "image"}, "src": digit_data_uri(item["image"])}
-        for item in evaluation.misclassified
+        for item in evaluation["misclassified"]
     ]
     return {
         "rows": rows,
@@ -166,21 +132,20 @@ def evaluation_view(evaluation: Evaluation | None) -> dict[str, Any] | None:
 def run(run_id: int) -> str:
     """One run: live progress, hyperparameters, curves, epochs, evaluation."""
     session = get_session()
-    record = get_run(session, run_id)
-    latest = latest_epochs(session, [run_id]).get(run_id)
+    detail = views.run_detail(session, run_id)
     return render_template(
         "run.html",
-        run=run_to_dict(record, latest, queue_position(session, record)),
-        epochs=[epoch_to_dict(e) for e in epochs_of(session, run_id)],
-        evaluation=evaluation_view(record.evaluation),
+        run=detail,
+        epochs=views.run_epochs(session, run_id),
+        evaluation=evaluation_view(detail.pop("evaluation")),
     )
 
 
 @bp.get("/runs/<int:run_id>/evaluation")
 def run_evaluation(run_id: int) -> str:
     """The evaluation section alone, which the run page fetches when a run finishes."""
-    record = get_run(get_session(), run_id)
-    return render_template("_evaluation.html", evaluation=evaluation_view(record.evaluation))
+    evaluation = views.run_detail(get_session(), run_id)["evaluation"]
+    return render_template("_evaluation.html", evaluation=evaluation_view(evaluation))
 
 
 @bp.post("/runs/<int:run_id>/cancel")
@@ -196,22 +161,13 @@ def cancel(run_id: int) -> Response:
     return redirect(url_for("pages.run", run_id=run_id))
 
 
-def _baseline_arg() -> int | None:
-    raw = request.args.get("baseline", "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit():
-        raise BadRequest("baseline must be a run id", {"baseline": "not a run id"})
-    return int(raw)
-
-
 @bp.get("/compare")
 def compare() -> str:
     """Runs side by side: differing hyperparameters, final figures with deltas, curves."""
-    # `ids` arrives as `3,7,9` from a shared link, or once per ticked box from the runs page.
-    ids = parse_ids(",".join(request.args.getlist("ids")))
-    comparison = compare_runs(get_session(), ids, _baseline_arg())
-    show_all = request.args.get("all") == "1"
+    query = parsing.query(ComparePageQuery, from_form=True)
+    ids = query.compared
+    comparison = compare_runs(get_session(), ids, query.baseline)
+    show_all = query.all == "1"
     params = [
         {
             "name": name,
@@ -258,11 +214,5 @@ def compare() -> str:
 @bp.get("/workers")
 def workers() -> str:
     """Registered workers, whether each is alive, and the runs it holds."""
-    settings = current_app.config["TRAINYARD"]
-    rows = [
-        worker_to_dict(worker, alive, running)
-        for worker, alive, running in list_workers(
-            get_session(), alive_within=settings.heartbeat_timeout, include_dead=True
-        )
-    ]
+    rows = views.workers(get_session(), app_settings().heartbeat_timeout, include_dead=True)
     return render_template("workers.html", workers=rows)

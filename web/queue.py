@@ -13,7 +13,8 @@ from shared.config import Settings
 from shared.errors import Conflict, TrainyardError
 from shared.models import Run, RunStatus
 from shared.params import Hyperparams
-from shared.runs import create_run, find_by_idempotency_key, finish_run, set_task_id
+from shared.queries import find_by_idempotency_key
+from shared.runs import create_run, finish_run, set_task_id
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from shared.params import Hyperparams
-from shared.queries import INT_TEXT, strict_text
-
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+from shared.filters import INT_TEXT, QueryModel, strict_text
+from shared.models import RunStatus
+from shared.params import INT32_MAX, Hyperparams
 
 
 def _storable(value: str | None) -> str | None:
@@ -67,10 +66,12 @@ class CloneRequest(BaseModel):
     )
 
 
-class MetricsQuery(BaseModel):
-    """Query of GET /api/runs/{id}/metrics."""
+class NoQuery(QueryModel):
+    """The query of an endpoint that takes no parameters: any key is a 400."""
 
-    model_config = ConfigDict(extra="forbid")
+
+class MetricsQuery(QueryModel):
+    """Query of GET /api/runs/{id}/metrics."""
 
     format: Literal["json", "csv"] | None = Field(
         None, description="`csv` answers text/csv (as does `Accept: text/csv`)."
@@ -88,13 +89,14 @@ def _distinct(value: list[int]) -> list[int]:
     return value
 
 
-RunId = Annotated[int, Field(ge=1, le=2**31 - 1), strict_text(INT_TEXT, "an integer")]
+RunId = Annotated[int, Field(ge=1, le=INT32_MAX), strict_text(INT_TEXT, "an integer")]
 
 
-class CompareQuery(BaseModel):
-    """Query of GET /api/compare."""
+class CompareQuery(QueryModel):
+    """Query of GET /api/compare and the compare page."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The runs page's checkboxes send `ids` once per ticked run; a shared link sends `ids=3,7,9`.
+    repeatable = frozenset({"ids"})
 
     ids: Annotated[list[RunId], BeforeValidator(_comma_list), AfterValidator(_distinct)] = Field(
         description="2 to 20 distinct comma-separated run ids, e.g. `3,7,9`.",
@@ -108,11 +110,28 @@ class CompareQuery(BaseModel):
         "compared too when it is not among `ids`.",
     )
 
+    @property
+    def compared(self) -> list[int]:
+        """The runs to line up: the ids, led by the baseline when it is not one of them."""
+        if self.baseline is None or self.baseline in self.ids:
+            return self.ids
+        return [self.baseline, *self.ids]
 
-class WorkersQuery(BaseModel):
+
+class ComparePageQuery(CompareQuery):
+    """Query of the compare page: the API's, and whether to list equal hyperparameters too."""
+
+    all: Literal["0", "1"] = "0"
+
+
+class NewRunQuery(QueryModel):
+    """Query of the New run page."""
+
+    clone: RunId | None = Field(None, description="Pre-fill the form from this run.")
+
+
+class WorkersQuery(QueryModel):
     """Query of GET /api/workers."""
-
-    model_config = ConfigDict(extra="forbid")
 
     all: Literal["0", "1"] = Field("0", description="`1` lists stopped and silent workers too.")
 
@@ -132,7 +151,7 @@ class RunOut(BaseModel):
 
     id: int
     name: str
-    status: Status
+    status: RunStatus
     params: Hyperparams
     created_at: datetime
     started_at: datetime | None

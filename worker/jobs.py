@@ -2,36 +2,47 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 from types import TracebackType
 
-from shared import db
-from shared.config import get_settings
+from shared.db import Store
 from shared.errors import DatasetError, NotFound
 from shared.models import FINISHED_STATUSES, RunStatus
 from shared.params import Hyperparams
+from shared.queries import get_run
 from shared.runs import (
     claim_run,
     finish_run,
-    get_run,
     heartbeat,
     is_stale,
     record_environment,
     record_epoch,
 )
-from worker import process
+from worker.process import WorkerContext
 
 logger = logging.getLogger(__name__)
 
-SUCCEEDED, FAILED, CANCELLED, SKIPPED, HELD = "succeeded", "failed", "cancelled", "skipped", "held"
 MAX_ATTEMPTS = 3
+
+
+class Outcome(enum.StrEnum):
+    """How one execution of the task ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # finished, missing or cancelled before it started: nothing to do
+    HELD = "held"  # a live worker holds it: look again later
+    CLAIMED = "claimed"  # ours to train (never returned by execute_run)
 
 
 class RunHeartbeat:
     """A thread that refreshes a run's heartbeat and notices a cancel request while it trains."""
 
-    def __init__(self, run_id: int, interval: float) -> None:
+    def __init__(self, store: Store, run_id: int, interval: float) -> None:
+        self.store = store
         self.run_id = run_id
         self.interval = interval
         self.cancelled = threading.Event()
@@ -45,7 +56,7 @@ class RunHeartbeat:
     def beat(self) -> None:
         """Refresh the heartbeat once, and pick up a cancel request."""
         try:
-            with db.session_scope() as session:
+            with self.store.session_scope() as session:
                 if heartbeat(session, self.run_id):
                     self.cancelled.set()
         except Exception:
@@ -65,17 +76,17 @@ class RunHeartbeat:
         self._thread.join()
 
 
-def _claim(run_id: int, worker: str) -> tuple[str, Hyperparams | None]:
-    settings = get_settings()
-    with db.session_scope() as session:
+def _claim(context: WorkerContext, run_id: int, worker: str) -> tuple[Outcome, Hyperparams | None]:
+    timeout = context.settings.heartbeat_timeout
+    with context.store.session_scope() as session:
         try:
             run = get_run(session, run_id)
         except NotFound:
             logger.warning("run %s does not exist; dropping its message", run_id)
-            return SKIPPED, None
+            return Outcome.SKIPPED, None
         if run.status in FINISHED_STATUSES:
-            return SKIPPED, None
-        lost = run.status == RunStatus.RUNNING and is_stale(run, settings.heartbeat_timeout)
+            return Outcome.SKIPPED, None
+        lost = run.status == RunStatus.RUNNING and is_stale(run, timeout)
         if lost and run.attempt >= MAX_ATTEMPTS:
             finish_run(
                 session,
@@ -83,43 +94,38 @@ def _claim(run_id: int, worker: str) -> tuple[str, Hyperparams | None]:
                 RunStatus.FAILED,
                 error=f"gave up after {run.attempt} attempts: the worker was lost each time",
             )
-            return FAILED, None
+            return Outcome.FAILED, None
         if run.cancel_requested:
             if lost:  # cancelled while its worker was lost: nobody else will finish it
                 finish_run(session, run_id, RunStatus.CANCELLED)
-                return CANCELLED, None
-            return HELD, None
-        if not claim_run(session, run_id, worker, settings.heartbeat_timeout):
+                return Outcome.CANCELLED, None
+            return Outcome.HELD, None
+        if not claim_run(session, run_id, worker, timeout):
             session.refresh(run)
-            return (HELD if run.status == RunStatus.RUNNING else SKIPPED), None
-        return "claimed", Hyperparams.model_validate(run.params)
+            return (Outcome.HELD if run.status == RunStatus.RUNNING else Outcome.SKIPPED), None
+        return Outcome.CLAIMED, Hyperparams.model_validate(run.params)
 
 
-def execute_run(run_id: int, worker: str) -> str:
+def execute_run(context: WorkerContext, run_id: int, worker: str) -> Outcome:
     """Train one run to the end and record every step; return how it ended.
 
     Safe to call again for the same run (a redelivered message): a finished run is skipped, a
     run a live worker holds is left alone (HELD), and epochs are upserted.
     """
-    outcome, params = _claim(run_id, worker)
+    outcome, params = _claim(context, run_id, worker)
     if params is None:
         return outcome
     logger.info("run %s claimed by %s: %s", run_id, worker, params.model_dump())
-    settings = get_settings()
+    store, training = context.store, context.training
     try:
-        state = process.load_runtime()
-        if state["data"] is None:
-            raise DatasetError(state["environment"]["dataset_error"])
-        with db.session_scope() as session:
-            record_environment(
-                session,
-                run_id,
-                {k: v for k, v in state["environment"].items() if k != "dataset_error"},
-            )
+        if training.data is None:
+            raise DatasetError(training.dataset_error or "MNIST is not available")
+        with store.session_scope() as session:
+            record_environment(session, run_id, training.environment)
         from worker.training.model import EpochMetrics, train
 
         def on_epoch(metrics: EpochMetrics) -> None:
-            with db.session_scope() as session:
+            with store.session_scope() as session:
                 record_epoch(
                     session,
                     run_id,
@@ -132,18 +138,18 @@ def execute_run(run_id: int, worker: str) -> str:
                 )
             logger.info("run %s epoch %d: loss %.4f", run_id, metrics.epoch, metrics.loss)
 
-        with RunHeartbeat(run_id, settings.heartbeat_interval) as beat:
+        with RunHeartbeat(store, run_id, context.settings.heartbeat_interval) as beat:
             beat.beat()  # a cancel that came before training started
-            result = train(params, state["data"], on_epoch, beat.cancelled.is_set)
+            result = train(params, training.data, on_epoch, beat.cancelled.is_set)
     except Exception as exc:
         logger.exception("run %s failed", run_id)
-        with db.session_scope() as session:
+        with store.session_scope() as session:
             finish_run(session, run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
-        return FAILED
-    with db.session_scope() as session:
+        return Outcome.FAILED
+    with store.session_scope() as session:
         if result.cancelled:
             finish_run(session, run_id, RunStatus.CANCELLED, error=None)
-            return CANCELLED
+            return Outcome.CANCELLED
         finish_run(
             session,
             run_id,
@@ -153,4 +159,4 @@ def execute_run(run_id: int, worker: str) -> str:
             evaluation=result.evaluation,
         )
     logger.info("run %s succeeded: test accuracy %.4f", run_id, result.test_accuracy)
-    return SUCCEEDED
+    return Outcome.SUCCEEDED

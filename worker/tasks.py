@@ -8,7 +8,7 @@ from celery import Celery
 
 from shared.celery_config import TASK_NAME
 from shared.config import Settings
-from worker import jobs
+from worker import jobs, process
 
 
 def register(app: Celery, settings: Settings) -> None:
@@ -24,7 +24,7 @@ def register(app: Celery, settings: Settings) -> None:
     )
     def train_run(self: Any, run_id: int) -> str:
         """Train the run; if a live worker still holds it, look again once its heartbeat could lapse."""
-        outcome = jobs.execute_run(run_id, worker=self.request.hostname or "unknown")
-        if outcome == jobs.HELD:
+        outcome = jobs.execute_run(process.context(), run_id, self.request.hostname or "unknown")
+        if outcome == jobs.Outcome.HELD:
             raise self.retry(countdown=settings.heartbeat_timeout)
-        return outcome
+        return outcome.value

@@ -10,9 +10,8 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.models import Epoch, Run, RunStatus
-from shared.runs import get_run
-from tests.support import wait_for
-from tests.web.test_pages import find
+from shared.queries import get_run
+from tests.support import find, wait_for
 
 FORM_DEFAULTS = {"normalize": "y", "seed": "1"}
 

@@ -34,6 +34,13 @@ def rows(output: str) -> list[dict[str, Any]]:
     return json.loads(output)["runs"]
 
 
+def run_id_in(pattern: str, text: str) -> int:
+    """The run id the first match of `pattern` captures in `text`."""
+    match = re.search(pattern, text)
+    assert match, f"{pattern!r} not in {text!r}"
+    return int(match.group(1))
+
+
 def test_cli_submits_follows_cancels_and_queries(
     settings: Settings, worker: Settings, live_server: str
 ) -> None:
@@ -44,7 +51,7 @@ def test_cli_submits_follows_cancels_and_queries(
     assert done.returncode == 0, done.stderr
     assert re.search(r"run \d+ succeeded: test accuracy 0\.\d{4}", done.stdout), done.stdout
     assert "2/2" in done.stderr  # the progress bar reached the last epoch
-    ok_id = int(re.search(r"run (\d+) succeeded", done.stdout).group(1))  # type: ignore[union-attr]
+    ok_id = run_id_in(r"run (\d+) succeeded", done.stdout)
 
     # A long run followed with --wait, cancelled from a second command: the first exits 1.
     follower = subprocess.Popen(
@@ -61,7 +68,7 @@ def test_cli_submits_follows_cancels_and_queries(
     try:
         assert follower.stderr is not None
         first_line = follower.stderr.readline()
-        long_id = int(re.search(r"run (\d+) queued", first_line).group(1))  # type: ignore[union-attr]
+        long_id = run_id_in(r"run (\d+) queued", first_line)
         stopped = trainyard(live_server, settings, "cancel", str(long_id))
         assert stopped.returncode == 0, stopped.stderr
         assert f"run {long_id}" in stopped.stdout

@@ -22,12 +22,11 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
 from cli.client import Client
-from cli.cluster import ensure_database
 from shared.config import Settings
 from shared.db import make_engine
 from shared.models import Epoch, Run, Worker
-from tests.conftest import REDIS_URL
-from tests.support import ROOT, free_port, mnist_dir, postgres_database, settings_env, wait_for
+from shared.pgadmin import ensure_database, scratch_database
+from tests.support import REDIS_URL, ROOT, free_port, mnist_dir, settings_env, wait_for
 
 PG_SERVER = os.environ.get(
     "TRAINYARD_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -94,7 +93,7 @@ class Cluster:
 @pytest.fixture()
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     """`trainyard cluster --workers 3` in a process group of its own, on a throwaway database."""
-    with postgres_database(PG_SERVER, "trainyard_cluster") as database_url:
+    with scratch_database(PG_SERVER, "trainyard_cluster") as database_url:
         settings = Settings(
             home=tmp_path / "home",
             database_url=database_url,

@@ -11,9 +11,8 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.models import Evaluation, RunStatus
-from shared.runs import get_run
-from tests.support import mnist_dir, wait_for
-from tests.web.test_pages import _decode_png, find
+from shared.queries import get_run
+from tests.support import decode_png, find, mnist_dir, wait_for
 
 TEST_IMAGES = 10_000
 
@@ -75,4 +74,4 @@ def test_confusion_matrix_adds_up_to_the_test_accuracy(
     assert len(pictures) == len(wrong)
     for picture, item in zip(pictures, wrong, strict=True):
         png = base64.b64decode(picture["attrs"]["src"].split(",", 1)[1])
-        assert _decode_png(png) == (28, 28, base64.b64decode(item["image"]))
+        assert decode_png(png) == (28, 28, base64.b64decode(item["image"]))

@@ -10,9 +10,8 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.models import RunStatus
-from shared.runs import get_run
-from tests.conftest import create_test_app
-from tests.support import wait_for, worker_process
+from shared.queries import get_run
+from tests.support import create_test_app, wait_for, worker_process
 
 
 def test_a_killed_pool_process_is_replaced_and_the_run_resumes(

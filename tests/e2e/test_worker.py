@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from shared.celery_config import TASK_NAME
 from shared.config import Settings
 from shared.models import Epoch, Run, RunStatus
-from shared.runs import get_run
+from shared.queries import get_run
 from tests.support import wait_for, worker_process
 from web.queue import make_producer
 
@@ -148,6 +148,6 @@ def test_a_cancelled_queued_run_never_starts(
 
 
 def _client_for(settings: Settings) -> FlaskClient:
-    from tests.conftest import create_test_app
+    from tests.support import create_test_app
 
     return create_test_app(settings).test_client()

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from shared.db import make_engine
 from shared.migrate import current_revision, downgrade, head_revision, upgrade
 from shared.models import Base
-from tests.support import postgres_database
+from shared.pgadmin import scratch_database
 
 # The server the PostgreSQL case creates its throwaway database on.
 PG_SERVER = os.environ.get(
@@ -45,7 +45,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     else:
         if "TRAINYARD_TEST_DATABASE_URL" not in os.environ and not reachable(PG_SERVER):
             pytest.skip(f"no PostgreSQL at {PG_SERVER}")
-        with postgres_database(PG_SERVER, "trainyard_migrations") as url:
+        with scratch_database(PG_SERVER, "trainyard_migrations") as url:
             yield url
 
 

@@ -12,15 +12,12 @@ from sqlalchemy.orm import Session
 from shared.errors import Conflict, NotFound
 from shared.models import Epoch, Run, RunStatus, utcnow
 from shared.params import Hyperparams
+from shared.queries import epochs_of, get_run, queue_positions
 from shared.runs import (
     claim_run,
     create_run,
-    epochs_of,
-    fail_stale_runs,
+    fail_abandoned_runs,
     finish_run,
-    get_run,
-    queue_position,
-    queue_positions,
     record_epoch,
     request_cancel,
 )
@@ -115,7 +112,7 @@ def test_stale_running_runs_are_failed_with_a_reason(session: Session) -> None:
     session.execute(
         update(Run).where(Run.id == stale.id).values(heartbeat_at=utcnow() - timedelta(minutes=10))
     )
-    assert fail_stale_runs(session, stale_after=60) == [stale.id]
+    assert fail_abandoned_runs(session, stale_after=60) == [stale.id]
     session.commit()
     assert get_run(session, stale.id).status == RunStatus.FAILED
     assert "heartbeat" in (get_run(session, stale.id).error or "")
@@ -126,9 +123,8 @@ def test_queue_position_counts_older_queued_runs(session: Session) -> None:
     first, second, third = (make_run(session) for _ in range(3))
     request_cancel(session, first.id)
     session.commit()
-    assert queue_position(session, second) == 1
-    assert queue_position(session, third) == 2
-    assert queue_position(session, get_run(session, first.id)) is None
+    cancelled = get_run(session, first.id)
+    assert queue_positions(session, [second, third, cancelled]) == {second.id: 1, third.id: 2}
     running = make_run(session, status=RunStatus.RUNNING)
     fourth = make_run(session)
     runs = [get_run(session, first.id), second, running, third, fourth]

@@ -19,8 +19,8 @@ from shared.config import Settings
 from shared.models import Run, RunStatus
 from shared.runs import finish_run
 from shared.workers import register_worker, stop_worker
-from tests.builders import make_run
-from tests.conftest import create_test_app
+from tests.builders import EVALUATION, make_run
+from tests.support import create_test_app
 from web.schemas import (
     CompareOut,
     HealthOut,
@@ -33,11 +33,6 @@ from web.schemas import (
 )
 
 TOKEN = "s3cret"
-EVALUATION = {
-    "confusion_matrix": [[10 if i == j else 0 for j in range(10)] for i in range(10)],
-    "per_class_accuracy": [1.0] * 10,
-    "misclassified": [{"index": 8, "label": 5, "predicted": 6, "image": "AAAA"}],
-}
 
 
 @pytest.fixture()
@@ -308,17 +303,13 @@ def test_health_is_503_when_the_broker_is_down(settings: Settings) -> None:
 
 
 def test_health_is_503_when_the_schema_is_behind(settings: Settings, tmp_path: Any) -> None:
-    from shared import db
     from shared.migrate import downgrade, upgrade
 
     url = f"sqlite:///{tmp_path / 'behind.db'}"
     upgrade(url)
     behind = create_test_app(settings.with_overrides(database_url=url))
     downgrade(url, "base")
-    try:
-        response = behind.test_client().get("/api/health")
-    finally:
-        db.configure(settings)
+    response = behind.test_client().get("/api/health")
     assert response.status_code == 503
     assert response.get_json()["checks"]["schema"]["ok"] is False
 

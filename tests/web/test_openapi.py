@@ -13,12 +13,12 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from shared.compare import compare_runs
+from shared.filters import RunQuery
 from shared.models import RunStatus
-from shared.queries import RunQuery
-from shared.runs import finish_run, latest_epochs
+from shared.queries import latest_epochs
+from shared.runs import finish_run
 from shared.serializers import evaluation_to_dict, run_to_dict
-from tests.builders import make_run
-from tests.web.test_api import EVALUATION
+from tests.builders import EVALUATION, make_run
 
 UNDOCUMENTED = {"api.openapi_json", "api.docs"}  # the document and its page describe the rest
 

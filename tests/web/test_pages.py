@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-import struct
-import zlib
-from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -17,54 +14,8 @@ from shared.models import RunStatus
 from shared.runs import finish_run
 from shared.workers import register_worker
 from tests.builders import make_run
+from tests.support import decode_png, find, page, run_ids
 from web.digits import png_from_pixels
-
-
-class _Collector(HTMLParser):
-    """Collect every element's tag, attributes and direct text, in document order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.elements: list[dict[str, Any]] = []
-        self._open: list[dict[str, Any]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        element = {"tag": tag, "attrs": dict(attrs), "text": ""}
-        self.elements.append(element)
-        if tag not in ("input", "img", "br", "meta", "link"):
-            self._open.append(element)
-
-    def handle_endtag(self, tag: str) -> None:
-        while self._open:
-            if self._open.pop()["tag"] == tag:
-                break
-
-    def handle_data(self, data: str) -> None:
-        for element in self._open:
-            element["text"] += data
-
-
-def find(html: str, tag: str, **attrs: str) -> list[dict[str, Any]]:
-    """Return the elements with this tag whose attributes include `attrs` (`_` for `-`)."""
-    collector = _Collector()
-    collector.feed(html)
-    wanted = {key.replace("_", "-"): value for key, value in attrs.items()}
-    return [
-        e
-        for e in collector.elements
-        if e["tag"] == tag and all(e["attrs"].get(k) == v for k, v in wanted.items())
-    ]
-
-
-def run_ids(html: str) -> list[int]:
-    """The run ids listed in the runs table, in order."""
-    return [int(e["attrs"]["data-run-id"]) for e in find(html, "tr") if "data-run-id" in e["attrs"]]
-
-
-def page(client: FlaskClient, url: str, status: int = 200) -> str:
-    response = client.get(url)
-    assert response.status_code == status, response.get_data(as_text=True)[:2000]
-    return response.get_data(as_text=True)
 
 
 def test_runs_page_filters_from_a_plain_get_form(client: FlaskClient, session: Session) -> None:
@@ -191,11 +142,14 @@ def test_compare_deltas_follow_the_chosen_baseline(client: FlaskClient, session:
     ("query", "status", "reason"),
     [
         ("", 400, "required"),
-        ("ids=1", 400, "between 2 and 20"),
-        ("ids=1,x", 400, "not a list of integers"),
+        ("ids=1", 400, "at least 2 items"),
+        ("ids=1,x", 400, "not an integer"),
+        ("ids={a},{a}", 400, "ids must be distinct"),
         ("ids=999998,999999", 404, "unknown run ids"),
-        ("ids={a},{b}&baseline=12345", 400, "not in ids"),
-        ("ids={a},{b}&baseline=first", 400, "not a run id"),
+        # A baseline outside `ids` is compared too, as in the API: so it must exist.
+        ("ids={a},{b}&baseline=12345", 404, "unknown run ids: [12345]"),
+        ("ids={a},{b}&baseline=first", 400, "not an integer"),
+        ("ids={a},{b}&ids={a}", 400, "ids must be distinct"),
     ],
 )
 def test_compare_rejects_bad_ids(
@@ -240,31 +194,9 @@ def _pixels(seed: int) -> bytes:
     return bytes((seed * 31 + i * 7) % 256 for i in range(784))
 
 
-def _decode_png(png: bytes) -> tuple[int, int, bytes]:
-    """Read back an 8-bit grayscale, unfiltered PNG: width, height and the pixels."""
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    offset, idat, size = 8, b"", (0, 0)
-    while offset < len(png):
-        (length,) = struct.unpack(">I", png[offset : offset + 4])
-        kind = png[offset + 4 : offset + 8]
-        body = png[offset + 8 : offset + 8 + length]
-        (crc,) = struct.unpack(">I", png[offset + 8 + length : offset + 12 + length])
-        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF
-        if kind == b"IHDR":
-            size = struct.unpack(">II", body[:8])
-        elif kind == b"IDAT":
-            idat += body
-        offset += 12 + length
-    raw = zlib.decompress(idat)
-    width, height = size
-    rows = [raw[r * (width + 1) : (r + 1) * (width + 1)] for r in range(height)]
-    assert all(row[0] == 0 for row in rows)
-    return width, height, b"".join(row[1:] for row in rows)
-
-
 def test_png_round_trips_the_digit() -> None:
     pixels = _pixels(3)
-    assert _decode_png(png_from_pixels(pixels)) == (28, 28, pixels)
+    assert decode_png(png_from_pixels(pixels)) == (28, 28, pixels)
     with pytest.raises(ValueError):
         png_from_pixels(b"\x00" * 10)
 
@@ -290,7 +222,7 @@ def test_run_page_draws_the_confusion_matrix_and_the_digits(
         images = [e for e in find(html, "img") if e["attrs"]["src"].startswith("data:image/png")]
         assert len(images) == 5
         src = images[2]["attrs"]["src"].removeprefix("data:image/png;base64,")
-        assert _decode_png(base64.b64decode(src))[2] == _pixels(2)
+        assert decode_png(base64.b64decode(src))[2] == _pixels(2)
         assert re.search(r"2 → <b>3</b>", html)
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from bench.runs_pages import seed_store
 from shared.models import Epoch, Run, RunStatus
-from tests.web.test_pages import find, page, run_ids
+from tests.support import find, page, run_ids
 
 
 @pytest.fixture()

@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 from shared.config import Settings
 from shared.models import Run, RunStatus
 from shared.params import Hyperparams
-from tests.conftest import create_test_app
-from tests.support import web_process
+from tests.support import create_test_app, web_process
 
 
 def queued_messages(settings: Settings) -> int:

@@ -23,9 +23,8 @@
   async function tick() {
     const rows = activeRows();
     if (!rows.length) return false;
-    // The oldest 200 unfinished runs in one request; the queue is served oldest first.
+    // The oldest 200 unfinished runs in one request, each queued one with its place in the queue.
     const active = (await T.getJSON(api + "?status=queued,running&sort=id&limit=200")).runs;
-    active.filter((r) => r.status === "queued").forEach((r, i) => (r.queue_position = i + 1));
     const byId = new Map(active.map((r) => [r.id, r]));
     for (const row of rows) {
       const id = Number(row.dataset.runId);

@@ -30,7 +30,7 @@ class EpochMetrics:
 
 
 @dataclass
-class Outcome:
+class TrainingResult:
     """How training ended: the test figures and evaluation, or that it was cancelled."""
 
     cancelled: bool
@@ -140,7 +140,7 @@ def train(
     data: Mnist,
     on_epoch: Callable[[EpochMetrics], None],
     should_stop: Callable[[], bool] = lambda: False,
-) -> Outcome:
+) -> TrainingResult:
     """Train and evaluate one run; `on_epoch` is called as each epoch ends."""
     assert params.seed is not None, "a run's seed is drawn at submit time"
     keras.backend.clear_session()
@@ -160,6 +160,6 @@ def train(
         verbose=0,
     )
     if reporter.cancelled:
-        return Outcome(cancelled=True)
+        return TrainingResult(cancelled=True)
     loss, accuracy, evaluation = evaluate(model, data, params.normalize)
-    return Outcome(False, loss, accuracy, evaluation)
+    return TrainingResult(False, loss, accuracy, evaluation)

@@ -1,9 +1,12 @@
-"""`trainyard runs list/show/compare/export` and `trainyard cancel`: run history over the HTTP API."""
+"""The commands that talk to a trainyard server over its HTTP API: submit, runs, cancel."""
 
 from __future__ import annotations
 
 import csv
+import functools
 import json
+import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -11,8 +14,9 @@ import click
 
 from cli.client import ApiError, Client
 from shared.config import get_settings
+from shared.filters import RunQuery
+from shared.models import FINISHED_STATUSES
 from shared.params import PARAM_NAMES
-from shared.queries import RunQuery
 
 # Options made from the API's own query model, so the CLI filters exactly as the API does.
 FILTERS = tuple(name for name in RunQuery.model_fields if name not in ("sort", "page", "limit"))
@@ -73,14 +77,13 @@ def collect_filters(options: dict[str, Any]) -> dict[str, str]:
 def api_call(function: Callable[..., Any]) -> Callable[..., Any]:
     """Turn an API error into a clean message and exit status 1."""
 
+    @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
         except ApiError as exc:
             raise click.ClickException(str(exc)) from None
 
-    wrapper.__name__ = function.__name__
-    wrapper.__doc__ = function.__doc__
     return wrapper
 
 
@@ -258,7 +261,109 @@ def cancel_command(run_id: int, url: str | None, token: str | None) -> None:
     click.echo(f"run {run_id} {state}")
 
 
+def parse_param(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """Turn `k=v` pairs into a dict, reading each value as JSON when it parses."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--param")
+        try:
+            params[key.strip()] = json.loads(value)
+        except ValueError:
+            params[key.strip()] = value
+    return params
+
+
+def _epoch_text(run: dict[str, Any]) -> str:
+    if run["latest_loss"] is None:
+        return run["status"]
+    return f"loss {run['latest_loss']:.4f} acc {run['latest_accuracy']:.4f}"
+
+
+def follow(client: Client, run_id: int, interval: float = 1.0) -> dict[str, Any]:
+    """Show a progress bar that follows the run's epochs until it finishes; return the run.
+
+    Off a terminal (a log, a pipe) it prints one line per finished epoch instead.
+    """
+    run = client.run(run_id)
+    shown = 0
+    if not sys.stderr.isatty():
+        while True:
+            if run["epochs_done"] > shown:
+                shown = run["epochs_done"]
+                click.echo(
+                    f"run {run_id}: epoch {shown}/{run['epochs_total']} {_epoch_text(run)}",
+                    err=True,
+                )
+            if run["status"] in FINISHED_STATUSES:
+                return run
+            time.sleep(interval)
+            run = client.run(run_id)
+    with click.progressbar(
+        length=run["epochs_total"],
+        label=f"run {run_id}",
+        file=sys.stderr,
+        show_pos=True,
+        show_eta=True,
+        item_show_func=lambda _: _epoch_text(run),
+    ) as bar:
+        while True:
+            if run["epochs_done"] > shown:
+                bar.update(run["epochs_done"] - shown)
+                shown = run["epochs_done"]
+            else:
+                bar.render_progress()
+            if run["status"] in FINISHED_STATUSES:
+                return run
+            time.sleep(interval)
+            run = client.run(run_id)
+
+
+@click.command()
+@click.option(
+    "--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="A hyperparameter; repeat."
+)
+@click.option("--name", default=None)
+@click.option(
+    "--idempotency-key", default=None, help="Retrying with the same key queues nothing new."
+)
+@click.option("--wait", is_flag=True, help="Follow the run and exit non-zero unless it succeeds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+@client_options
+@api_call
+def submit(
+    params: tuple[str, ...],
+    name: str | None,
+    idempotency_key: str | None,
+    wait: bool,
+    as_json: bool,
+    url: str | None,
+    token: str | None,
+) -> None:
+    """Queue a training run; set hyperparameters with -p, as in -p epochs=3 -p normalize=false."""
+    client = make_client(url, token)
+    run = client.submit(parse_param(params), name, idempotency_key)
+    click.echo(f"run {run['id']} queued: {run['name']}", err=True)
+    if wait:
+        run = follow(client, run["id"])
+    if as_json:
+        click.echo(json.dumps(run, indent=2))
+    if wait:
+        summary = f"run {run['id']} {run['status']}"
+        if run["test_accuracy"] is not None:
+            summary += f": test accuracy {run['test_accuracy']:.4f}, loss {run['test_loss']:.4f}"
+        if run["error"]:
+            summary += f": {run['error']}"
+        click.echo(summary)
+        if run["status"] != "succeeded":
+            sys.exit(1)
+    elif not as_json:
+        click.echo(run["id"])
+
+
 def register(group: click.Group) -> None:
     """Add these commands to the `trainyard` group."""
+    group.add_command(submit)
     group.add_command(runs)
     group.add_command(cancel_command)

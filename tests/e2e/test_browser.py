@@ -28,7 +28,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-EPOCHS = 4
+EPOCHS = 6
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
@@ -54,7 +54,9 @@ def submit_through_form(page: Page, base: str, name: str, normalize: bool) -> in
     page.goto(f"{base}/runs/new")
     page.fill("input[name=name]", name)
     page.fill("input[name=epochs]", str(EPOCHS))
-    page.fill("input[name=train_samples]", "8000")
+    # About 1.5 s an epoch: slow enough for a page polling once a second to see each one.
+    page.fill("input[name=train_samples]", "60000")
+    page.fill("input[name=batch_size]", "16")
     page.fill("input[name=validation_split]", "0.1")
     page.fill("input[name=seed]", "3")
     page.set_checked("input[name=normalize]", normalize)
@@ -222,5 +224,5 @@ def test_submit_watch_and_compare_two_runs(
     compare.click(f"a[data-clone='{raw}']")
     compare.wait_for_url(re.compile(r"/runs/new\?clone="))
     assert not compare.is_checked("input[name=normalize]")
-    assert compare.input_value("input[name=train_samples]") == "8000"
+    assert compare.input_value("input[name=train_samples]") == "60000"
     assert compare.input_value("input[name=seed]") == ""

@@ -1,20 +1,63 @@
-"""The TensorFlow 2 quickstart's model, trained with a callback that reports every epoch."""
+"""One run's training: its data as tensors, epochs on the process's network, a checkpoint after
+each, the evaluation on the test set, and the final model as a `.keras` file."""
 
 from __future__ import annotations
 
 import base64
+import io
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
-import keras
 import numpy as np
+import tensorflow as tf
 
 from shared.params import Hyperparams
 from worker.training.data import Mnist
+from worker.training.graph import INPUT_DIM, Network
 
 MISCLASSIFIED_KEPT = 36
+# What a process keeps between runs: compiled networks by (width, optimizer), and the images as
+# float32 tensors by scaling (each 188 MB for the 60,000 training images).
+NETWORKS_KEPT = 4
+TENSORS_KEPT = 4
+
+V = TypeVar("V")
+
+
+class _Cache(OrderedDict[Hashable, Any]):
+    """A small least-recently-used cache."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get_or_make(self, key: Hashable, make: Callable[[], V]) -> V:
+        if key in self:
+            self.move_to_end(key)
+        else:
+            self[key] = make()
+            while len(self) > self.size:
+                self.popitem(last=False)
+        return self[key]
+
+
+_networks = _Cache(NETWORKS_KEPT)
+_tensors = _Cache(TENSORS_KEPT)
+
+
+def _images(data: Mnist, split: str, normalize: bool) -> tf.Tensor:
+    """All of a split's images as float32 [N, 784], divided by 255 when `normalize` is on."""
+
+    def make() -> tf.Tensor:
+        images = getattr(data, f"{split}_images").reshape(-1, INPUT_DIM).astype(np.float32)
+        return tf.constant(images / 255.0 if normalize else images)
+
+    return _tensors.get_or_make((data.sha256, split, normalize), make)
 
 
 @dataclass(frozen=True)
@@ -28,111 +71,143 @@ class EpochMetrics:
     val_loss: float | None = None
     val_accuracy: float | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Job:
+    """Training one run in this process."""
+
+    def __init__(self, params: Hyperparams, data: Mnist) -> None:
+        assert params.seed is not None, "a run's seed is drawn at submit time"
+        self.params, self.data = params, data
+        self.network = _networks.get_or_make(
+            (params.hidden_units, params.optimizer),
+            lambda: Network(params.hidden_units, params.optimizer),
+        )
+        self.network.reset(params.seed)
+        images = _images(data, "train", params.normalize)[: params.train_samples]
+        labels = tf.constant(data.train_labels[: params.train_samples].astype(np.int32))
+        # Keras' validation_split: the last part of the samples, taken before any shuffling.
+        split = int(params.train_samples * (1.0 - params.validation_split))
+        self.train_x, self.train_y = images[:split], labels[:split]
+        self.val_x, self.val_y = images[split:], labels[split:]
+
+    def request_stop(self) -> None:
+        """From any thread: the running epoch ends after its current batch."""
+        self.network.request_stop()
+
+    def train_epoch(self, epoch: int) -> EpochMetrics | None:
+        """Train epoch `epoch` (from 1); None when a stop request cut it short."""
+        started = time.perf_counter()
+        totals = self.network.train_epoch(
+            self.train_x,
+            self.train_y,
+            epoch=epoch,
+            seed=self.params.seed or 0,
+            batch_size=self.params.batch_size,
+            learning_rate=self.params.learning_rate,
+            dropout=self.params.dropout,
+        )
+        if totals.samples < int(self.train_x.shape[0]):
+            return None
+        val_loss = val_accuracy = None
+        if self.params.validation_split > 0:
+            val_loss, val_accuracy, _ = self._score(self.val_x, self.val_y.numpy())
+        return EpochMetrics(
+            epoch=epoch,
+            loss=totals.loss_sum / totals.samples,
+            accuracy=totals.correct / totals.samples,
+            seconds=time.perf_counter() - started,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+        )
+
+    def state(self, epoch: int, max_bytes: int) -> bytes | None:
+        """A checkpoint after `epoch`: weights, optimizer slots and step count; None when larger
+        than `max_bytes` (then a resumed run starts over)."""
+        variables = self.network.variables()
+        size = sum(v.shape.num_elements() * v.dtype.size for v in variables)
+        if size > max_bytes:
+            return None
+        out = io.BytesIO()
+        arrays = {f"v{i}": v.numpy() for i, v in enumerate(variables)}
+        np.savez(out, epoch=np.int64(epoch), **arrays)
+        return out.getvalue()
+
+    def restore(self, state: bytes) -> int:
+        """Load a checkpoint; return the epoch it was taken after."""
+        with np.load(io.BytesIO(state)) as saved:
+            for i, variable in enumerate(self.network.variables()):
+                variable.assign(saved[f"v{i}"])
+            return int(saved["epoch"])
+
+    def _score(self, images: tf.Tensor, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
+        logits = self.network.logits(images)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        loss = float(-log_softmax[np.arange(len(labels)), labels].mean())
+        predicted = logits.argmax(axis=1)
+        return loss, float((predicted == labels).mean()), predicted
+
+    def evaluate(self) -> tuple[float, float, dict[str, Any]]:
+        """Score the 10,000 test images in one pass: loss, accuracy, confusion matrix, sample errors."""
+        labels = self.data.test_labels.astype(np.int64)
+        loss, accuracy, predicted = self._score(
+            _images(self.data, "test", self.params.normalize), labels
+        )
+        confusion = np.bincount(labels * 10 + predicted, minlength=100).reshape(10, 10)
+        per_class = (np.diag(confusion) / confusion.sum(axis=1)).round(6)
+        wrong = np.flatnonzero(predicted != labels)[:MISCLASSIFIED_KEPT]
+        misclassified = [
+            {
+                "index": int(i),
+                "label": int(labels[i]),
+                "predicted": int(predicted[i]),
+                "image": base64.b64encode(self.data.test_images[i].tobytes()).decode("ascii"),
+            }
+            for i in wrong
+        ]
+        evaluation = {
+            "confusion_matrix": confusion.tolist(),
+            "per_class_accuracy": per_class.tolist(),
+            "misclassified": misclassified,
+        }
+        return loss, accuracy, evaluation
+
+    def keras_file(self) -> bytes:
+        """The trained model as a `.keras` file that takes raw 28x28 pixels (0-255): the pixel
+        scaling of the run is its first layer, so `load_model(...).predict(images)` just works."""
+        import keras
+
+        layers: list[Any] = [keras.Input(shape=(28, 28))]
+        if self.params.normalize:
+            layers.append(keras.layers.Rescaling(1.0 / 255))
+        layers += [
+            keras.layers.Flatten(),
+            keras.layers.Dense(self.params.hidden_units, activation="relu"),
+            keras.layers.Dropout(self.params.dropout),
+            keras.layers.Dense(10),
+        ]
+        model = keras.Sequential(layers, name=f"trainyard_run_seed_{self.params.seed}")
+        model.set_weights(self.network.weights())
+        model.compile(
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+        )
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model.keras"
+            model.save(path)
+            return path.read_bytes()
+
 
 @dataclass
 class TrainingResult:
-    """How training ended: the test figures and evaluation, or that it was cancelled."""
+    """How `train` ended: the test figures and evaluation, or that it was stopped."""
 
     cancelled: bool
     test_loss: float | None = None
     test_accuracy: float | None = None
-    evaluation: dict[str, Any] = field(default_factory=dict)
-
-
-def build_model(params: Hyperparams) -> keras.Model:
-    """Flatten -> Dense(relu) -> Dropout -> Dense(10) logits, compiled with the chosen optimizer."""
-    model = keras.Sequential(
-        [
-            keras.Input(shape=(28, 28)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(params.hidden_units, activation="relu"),
-            keras.layers.Dropout(params.dropout),
-            keras.layers.Dense(10),
-        ]
-    )
-    optimizers = {
-        "adam": keras.optimizers.Adam,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-    }
-    model.compile(
-        optimizer=optimizers[params.optimizer](learning_rate=params.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model
-
-
-class _Reporter(keras.callbacks.Callback):
-    """Report each finished epoch; stop mid-epoch when asked, without reporting that epoch."""
-
-    def __init__(
-        self, on_epoch: Callable[[EpochMetrics], None], should_stop: Callable[[], bool]
-    ) -> None:
-        super().__init__()
-        self.on_epoch = on_epoch
-        self.should_stop = should_stop
-        self.cancelled = False
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._started = time.perf_counter()
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        if self.should_stop():
-            self.cancelled = True
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if self.cancelled:
-            return  # the epoch was cut short: its figures are not an epoch's
-        logs = logs or {}
-        self.on_epoch(
-            EpochMetrics(
-                epoch=epoch + 1,
-                loss=float(logs["loss"]),
-                accuracy=float(logs["accuracy"]),
-                seconds=time.perf_counter() - self._started,
-                val_loss=float(logs["val_loss"]) if "val_loss" in logs else None,
-                val_accuracy=float(logs["val_accuracy"]) if "val_accuracy" in logs else None,
-            )
-        )
-
-
-def prepare(images: np.ndarray, normalize: bool) -> np.ndarray:
-    """Turn uint8 images into float32, divided by 255 when `normalize` is on."""
-    images = images.astype(np.float32)
-    return images / 255.0 if normalize else images
-
-
-def evaluate(
-    model: keras.Model, data: Mnist, normalize: bool
-) -> tuple[float, float, dict[str, Any]]:
-    """Score the 10,000 test images in one pass: loss, accuracy, confusion matrix, sample errors."""
-    logits = model.predict(prepare(data.test_images, normalize), batch_size=1000, verbose=0)
-    labels = data.test_labels.astype(np.int64)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    loss = float(keras.ops.convert_to_numpy(loss_fn(labels, logits)))
-    predicted = np.argmax(logits, axis=1)
-    confusion = np.bincount(labels * 10 + predicted, minlength=100).reshape(10, 10)
-    accuracy = float(np.trace(confusion) / len(labels))
-    per_class = (np.diag(confusion) / confusion.sum(axis=1)).round(6)
-    wrong = np.flatnonzero(predicted != labels)[:MISCLASSIFIED_KEPT]
-    misclassified = [
-        {
-            "index": int(i),
-            "label": int(labels[i]),
-            "predicted": int(predicted[i]),
-            "image": base64.b64encode(data.test_images[i].tobytes()).decode("ascii"),
-        }
-        for i in wrong
-    ]
-    evaluation = {
-        "confusion_matrix": confusion.tolist(),
-        "per_class_accuracy": per_class.tolist(),
-        "misclassified": misclassified,
-    }
-    return loss, accuracy, evaluation
+    evaluation: dict[str, Any] | None = None
 
 
 def train(
@@ -141,25 +216,13 @@ def train(
     on_epoch: Callable[[EpochMetrics], None],
     should_stop: Callable[[], bool] = lambda: False,
 ) -> TrainingResult:
-    """Train and evaluate one run; `on_epoch` is called as each epoch ends."""
-    assert params.seed is not None, "a run's seed is drawn at submit time"
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(params.seed)
-    count = params.train_samples
-    x = prepare(data.train_images[:count], params.normalize)
-    y = data.train_labels[:count]
-    model = build_model(params)
-    reporter = _Reporter(on_epoch, should_stop)
-    model.fit(
-        x,
-        y,
-        epochs=params.epochs,
-        batch_size=params.batch_size,
-        validation_split=params.validation_split,
-        callbacks=[reporter],
-        verbose=0,
-    )
-    if reporter.cancelled:
-        return TrainingResult(cancelled=True)
-    loss, accuracy, evaluation = evaluate(model, data, params.normalize)
+    """Train and evaluate one run in this process, calling `on_epoch` as each epoch ends (the
+    benchmarks and tests; a worker drives `Job` itself, under its run's lease)."""
+    job = Job(params, data)
+    for epoch in range(1, params.epochs + 1):
+        metrics = None if should_stop() else job.train_epoch(epoch)
+        if metrics is None:
+            return TrainingResult(cancelled=True)
+        on_epoch(metrics)
+    loss, accuracy, evaluation = job.evaluate()
     return TrainingResult(False, loss, accuracy, evaluation)

@@ -9,16 +9,34 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def cpu_quota(cgroup: Path = CGROUP) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (`docker run --cpus`), or None.
+
+    cgroup v2 keeps it in `cpu.max` ("quota period" or "max period"); cgroup v1 in
+    `cpu/cpu.cfs_quota_us` (-1 when unlimited) and `cpu/cpu.cfs_period_us`.
+    """
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 or period <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
 def available_cpus() -> int:
     """Return the CPUs this process may use: its affinity, capped by a cgroup CPU quota."""
     cpus = len(os.sched_getaffinity(0))
-    quota_file = Path("/sys/fs/cgroup/cpu.max")
-    try:
-        quota, period = quota_file.read_text().split()
-        if quota != "max":
-            cpus = min(cpus, max(1, int(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
+    quota = cpu_quota()
+    if quota is not None:
+        cpus = min(cpus, max(1, int(quota)))
     return max(1, cpus)
 
 
@@ -30,8 +48,12 @@ def init_tensorflow(threads: int) -> dict[str, str]:
     import keras
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        # An epoch is one chain of dependent ops: a second inter-op thread has nothing to run.
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already ran an op in this process: its pools are fixed
+        threads = tf.config.threading.get_intra_op_parallelism_threads()
     logger.info("TensorFlow %s ready with %d intra-op threads", tf.__version__, threads)
     return {
         "tensorflow_version": tf.__version__,

@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from shared.config import Settings
+from shared.db import sqlite_path
 
 TASK_NAME = "trainyard.train_run"
+
+
+def prepare_broker(settings: Settings) -> None:
+    """Create the embedded broker's folder: its SQLite file may live anywhere the URL says."""
+    path = sqlite_path(settings.broker_url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -28,8 +36,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_serializer": "json",
         "task_ignore_result": True,
         "task_default_queue": settings.queue,
-        "task_acks_late": True,  # the task is idempotent: a redelivery resumes or skips
-        "task_reject_on_worker_lost": True,
+        # Acknowledged when the task ends, so a busy worker holds no second message; a message
+        # redelivered or sent twice is harmless (only a queued run is claimed). A lost worker's
+        # run is the store's to recover (the sweeps), not the broker's: no requeue on loss.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": False,
         "worker_prefetch_multiplier": 1,
         "worker_concurrency": settings.concurrency,
         "worker_proc_alive_timeout": 120,  # importing TensorFlow in a new child takes seconds

@@ -73,10 +73,16 @@ class Settings:
     api_token: str | None = field(default=None, metadata=env("TRAINYARD_API_TOKEN"))
     # Largest request body the web app accepts, in bytes.
     max_body_bytes: int = field(default=64 * 1024, metadata=env("TRAINYARD_MAX_BODY_BYTES"))
-    # Seconds without a heartbeat after which a running run is taken as lost.
-    heartbeat_timeout: float = field(default=120.0, metadata=env("TRAINYARD_HEARTBEAT_TIMEOUT"))
-    # Seconds between worker heartbeats (run row and worker registry).
-    heartbeat_interval: float = field(default=5.0, metadata=env("TRAINYARD_HEARTBEAT_INTERVAL"))
+    # Seconds a worker's lease on a run lasts without renewal; then the run is taken back.
+    heartbeat_timeout: float = field(default=30.0, metadata=env("TRAINYARD_HEARTBEAT_TIMEOUT"))
+    # Seconds between lease renewals and worker heartbeats (and the sweeps that watch them).
+    heartbeat_interval: float = field(default=3.0, metadata=env("TRAINYARD_HEARTBEAT_INTERVAL"))
+    # Attempts a run may lose (its worker vanished) before it fails.
+    max_attempts: int = field(default=3, metadata=env("TRAINYARD_MAX_ATTEMPTS"))
+    # Largest per-epoch checkpoint kept in the store; a larger model resumes from its first epoch.
+    checkpoint_max_bytes: int = field(
+        default=64 * 1024 * 1024, metadata=env("TRAINYARD_CHECKPOINT_MAX_BYTES")
+    )
     # Jobs one worker runs at once (its pool processes).
     concurrency: int = field(default=1, metadata=env("TRAINYARD_CONCURRENCY"))
     # TensorFlow intra-op threads per worker process; 0 sizes them to the CPUs the process owns.

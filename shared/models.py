@@ -15,11 +15,13 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -86,6 +88,9 @@ class Run(Base):
         Index("ix_runs_test_accuracy", "test_accuracy"),
         Index("ix_runs_created_at", "created_at"),
         Index("ix_runs_name", "name"),
+        # The node's sweep: the runs one worker holds, and the leases that ran out.
+        Index("ix_runs_status_worker", "status", "worker"),
+        Index("ix_runs_status_lease_expires_at", "status", "lease_expires_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -114,11 +119,25 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
+    # The lease: which worker (node name and pool process) holds the run under which attempt, and
+    # until when. Every write a job makes is conditional on (status running, this attempt).
     worker: Mapped[str | None] = mapped_column(String(255))
-    task_id: Mapped[str | None] = mapped_column(String(64))
+    worker_pid: Mapped[int | None] = mapped_column(Integer)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Attempts that ended with their worker lost: [{"attempt", "worker", "reason", "at"}].
+    lost_attempts: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default="[]"
+    )
+    # Messages: the Celery queue they go to, the last task id, how many were sent and when.
+    queue: Mapped[str] = mapped_column(String(255), default="training", server_default="training")
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    sends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Its worker is shutting down: stop at the next batch and put the run back in the queue.
+    handover_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     epochs_done: Mapped[int] = mapped_column(Integer, default=0)
     test_loss: Mapped[float | None] = mapped_column(Float)
@@ -137,6 +156,8 @@ class Run(Base):
     evaluation: Mapped[Evaluation | None] = relationship(
         back_populates="run", cascade="all, delete-orphan"
     )
+    checkpoint: Mapped[Checkpoint | None] = relationship(cascade="all, delete-orphan")
+    trained_model: Mapped[TrainedModel | None] = relationship(cascade="all, delete-orphan")
 
     @property
     def params(self) -> dict[str, Any]:
@@ -159,8 +180,35 @@ class Epoch(Base):
     val_accuracy: Mapped[float | None] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The attempt that wrote it: a resumed run may compute its last epoch again.
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     run: Mapped[Run] = relationship(back_populates="epoch_rows")
+
+
+class Checkpoint(Base):
+    """A running run's last finished epoch: weights, optimizer state and the epoch number, so any
+    worker on any host can resume it. One a run, overwritten each epoch, removed when it ends."""
+
+    __tablename__ = "checkpoints"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TrainedModel(Base):
+    """A succeeded run's final model as a `.keras` file (it takes raw 0-255 pixels)."""
+
+    __tablename__ = "trained_models"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    keras_file: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Evaluation(Base):

@@ -51,6 +51,7 @@ def epoch_to_dict(epoch: Epoch) -> dict[str, Any]:
         "val_accuracy": epoch.val_accuracy,
         "seconds": epoch.seconds,
         "recorded_at": iso(epoch.recorded_at),
+        "attempt": epoch.attempt,
     }
 
 
@@ -82,6 +83,7 @@ def run_to_dict(
         "test_loss": run.test_loss,
         "test_accuracy": run.test_accuracy,
         "error": run.error,
+        "lost_attempts": run.lost_attempts or [],
         "reproducibility": {
             "seed": run.seed,
             "tensorflow": run.tensorflow_version,

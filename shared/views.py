@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shared.errors import Conflict
 from shared.filters import RunQueryBase
-from shared.models import Run
+from shared.models import Run, TrainedModel
 from shared.queries import (
     Page,
     epochs_of,
@@ -43,7 +45,21 @@ def run_detail(session: Session, run_id: int) -> dict[str, Any]:
     run = get_run(session, run_id)
     detail = run_rows(session, [run])[0]
     detail["evaluation"] = evaluation_to_dict(run.evaluation)
+    has_model = session.scalar(select(TrainedModel.run_id).where(TrainedModel.run_id == run_id))
+    detail["model_url"] = f"/api/runs/{run_id}/model" if has_model else None
     return detail
+
+
+def trained_model(session: Session, run_id: int) -> bytes:
+    """A succeeded run's `.keras` file; 404 for no such run, 409 for one without a model."""
+    run = get_run(session, run_id)
+    model = session.get(TrainedModel, run_id)
+    if model is None:
+        raise Conflict(
+            f"run {run_id} has no trained model: it is {run.status.value}",
+            {"status": "a model is kept once its run succeeded"},
+        )
+    return model.keras_file
 
 
 def run_epochs(session: Session, run_id: int) -> list[dict[str, Any]]:

@@ -6,9 +6,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from shared.leases import EpochRecord, Lease, claim, finish, record_epoch
 from shared.models import Run, RunStatus
 from shared.params import Hyperparams
-from shared.runs import claim_run, create_run, finish_run, record_epoch
+from shared.runs import create_run
 
 # A small, valid evaluation: every test digit right, one sample "misclassified" digit.
 EVALUATION = {
@@ -16,6 +17,16 @@ EVALUATION = {
     "per_class_accuracy": [1.0] * 10,
     "misclassified": [{"index": 8, "label": 5, "predicted": 6, "image": "AAAA"}],
 }
+
+
+def lease_of(run: Run) -> Lease:
+    """The lease of the attempt that holds `run` now (as its worker would have it)."""
+    return Lease(run.id, run.attempt, run.worker or "builder@test", 60.0)
+
+
+def epoch_record(epoch: int) -> EpochRecord:
+    """Plausible figures for one epoch: loss falls, accuracy rises."""
+    return EpochRecord(epoch, loss=1.0 / epoch, accuracy=1 - 0.5 / epoch, seconds=1.5)
 
 
 def make_run(
@@ -26,26 +37,28 @@ def make_run(
     test_accuracy: float | None = None,
     test_loss: float | None = None,
     worker: str = "builder@test",
+    evaluation: dict[str, Any] | None = None,
     **params: Any,
 ) -> Run:
-    """Create a run with these parameters, taken as far as `status` with `epochs_done` epochs."""
+    """Create a run with these parameters, taken as far as `status` with `epochs_done` epochs,
+    through the same claim, fenced writes and finish a worker uses."""
     params.setdefault("seed", 1)
     run = create_run(session, Hyperparams(**params), name)
     if status != RunStatus.QUEUED:
-        assert claim_run(session, run.id, worker, stale_after=60)
-    for epoch in range(1, epochs_done + 1):
-        record_epoch(
-            session, run.id, epoch, loss=1.0 / epoch, accuracy=1 - 0.5 / epoch, seconds=1.5
-        )
-    if status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
-        finish_run(
-            session,
-            run.id,
-            status,
-            test_loss=test_loss,
-            test_accuracy=test_accuracy,
-            error="boom" if status == RunStatus.FAILED else None,
-        )
+        lease = claim(session, run.id, worker, pid=0, seconds=60)
+        assert lease is not None
+        for epoch in range(1, epochs_done + 1):
+            record_epoch(session, lease, epoch_record(epoch))
+        if status.finished:
+            finish(
+                session,
+                lease,
+                status,
+                test_loss=test_loss,
+                test_accuracy=test_accuracy,
+                error="boom" if status == RunStatus.FAILED else None,
+                evaluation=evaluation,
+            )
     session.commit()
     session.refresh(run)
     return run

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -25,6 +27,10 @@ from shared.config import Settings, child_env
 ROOT = Path(__file__).resolve().parent.parent
 # The broker worker tests use: the machine's Redis unless TRAINYARD_TEST_BROKER_URL names another.
 REDIS_URL = os.environ.get("TRAINYARD_TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
+# The PostgreSQL server tests that need one make their own databases on.
+PG_SERVER = os.environ.get(
+    "TRAINYARD_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 T = TypeVar("T")
 
 
@@ -73,6 +79,20 @@ def wait_for(
         time.sleep(interval)
 
 
+class TrainyardProcess(subprocess.Popen[bytes]):
+    """A `trainyard` command running in a process group of its own, writing to `log`."""
+
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def signal_group(self, sig: int) -> None:
+        """Send `sig` to the whole group: the process and every child it forked."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, sig)
+
+
 @contextmanager
 def trainyard_process(
     settings: Settings,
@@ -81,16 +101,17 @@ def trainyard_process(
     what: str,
     timeout: float,
     extra_env: dict[str, str] | None = None,
-) -> Iterator[subprocess.Popen[Any]]:
+) -> Iterator[TrainyardProcess]:
     """Run `trainyard ARGS` until the block ends, once `ready()` says so; fail with its log if it exits."""
     log = settings.home / f"{what.replace(' ', '-')}-{uuid.uuid4().hex[:6]}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**settings_env(settings), **(extra_env or {})}
     with log.open("ab") as out:
-        process = subprocess.Popen(
+        process = TrainyardProcess(
             [sys.executable, "-m", "cli.main", *args],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+    process.log = log
 
     def started() -> bool:
         if process.poll() is not None:
@@ -110,6 +131,7 @@ def trainyard_process(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        process.signal_group(signal.SIGKILL)  # whatever it left behind
 
 
 @contextmanager
@@ -118,7 +140,7 @@ def worker_process(
     name: str = "test-worker",
     concurrency: int = 1,
     extra_env: dict[str, str] | None = None,
-) -> Iterator[subprocess.Popen[Any]]:
+) -> Iterator[TrainyardProcess]:
     """Run a real Celery worker (`trainyard worker`) until the block ends; wait until it registers."""
     from sqlalchemy import select
 
@@ -227,3 +249,51 @@ def decode_png(png: bytes) -> tuple[int, int, bytes]:
     rows = [raw[r * (width + 1) : (r + 1) * (width + 1)] for r in range(height)]
     assert all(row[0] == 0 for row in rows)
     return width, height, b"".join(row[1:] for row in rows)
+
+
+class RedisServer:
+    """A Redis of a test's own on a loopback port, keeping nothing on disk: it can be killed and
+    started again empty, as a broker that lost its data."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.folder = folder
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+        def answering() -> bool:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock,
+            ):
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+            return False
+
+        wait_for(answering, 20, what=f"redis on port {self.port}")
+
+    def kill(self) -> None:
+        """SIGKILL: every message it held is gone."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[RedisServer]:
+    """A RedisServer, started, and killed when the block ends."""
+    server = RedisServer(folder)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

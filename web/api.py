@@ -23,7 +23,7 @@ from web import parsing
 from web.auth import require_token
 from web.database import app_settings, app_store, get_session
 from web.health import health as health_checks
-from web.openapi import ERRORS, build_document, inline_code, operation, type_label
+from web.openapi import ERRORS, KERAS_FILE, build_document, inline_code, operation, type_label
 from web.queue import submit
 from web.schemas import (
     CloneRequest,
@@ -43,7 +43,9 @@ from web.schemas import (
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
-EPOCH_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "recorded_at")
+EPOCH_COLUMNS = (
+    "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "recorded_at", "attempt",
+)  # fmt: skip
 WRITE_ERRORS = {code: ERRORS[code] for code in (401, 413, 415, 422)}
 
 
@@ -134,6 +136,20 @@ def metrics(run_id: int) -> Response:
         out.getvalue(),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'},
+    )
+
+
+@bp.get("/runs/<int:run_id>/model")
+@operation(
+    "Download a run's trained model", {200: KERAS_FILE, 404: ERRORS[404], 409: ERRORS[409]}
+)
+def model(run_id: int) -> Response:
+    """The final model of a succeeded run as a `.keras` file: `keras.models.load_model` opens
+    it, and it takes raw 28x28 pixels (0-255), its run's scaling built in."""
+    return Response(
+        views.trained_model(get_session(), run_id),
+        mimetype="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="trainyard-run-{run_id}.keras"'},
     )
 
 

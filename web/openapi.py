@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
@@ -30,12 +31,25 @@ ERRORS = {
     503: "The broker is unreachable; the run was stored and marked failed.",
 }
 CSV = "text/csv"
+
+
+@dataclass(frozen=True)
+class FileResponse:
+    """A response that is a file, not JSON: its media type and what it holds."""
+
+    media_type: str
+    description: str
+
+
+KERAS_FILE = FileResponse(
+    "application/octet-stream", "The trained model, a `.keras` file (a zip archive)."
+)
 RUN_ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 
 
 def operation(
     summary: str,
-    responses: dict[int, type[BaseModel] | str],
+    responses: dict[int, type[BaseModel] | FileResponse | str],
     query: type[BaseModel] | None = None,
     body: type[BaseModel] | None = None,
     secured: bool = False,
@@ -109,7 +123,15 @@ def _path(rule: str) -> tuple[str, list[dict[str, Any]]]:
     return re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule), parameters
 
 
-def _response(status: int, response: type[BaseModel] | str, contract: dict[str, Any]) -> Any:
+def _response(
+    status: int, response: type[BaseModel] | FileResponse | str, contract: dict[str, Any]
+) -> Any:
+    if isinstance(response, FileResponse):
+        schema = {"type": "string", "format": "binary"}
+        return {
+            "description": response.description,
+            "content": {response.media_type: {"schema": schema}},
+        }
     if isinstance(response, str):
         return {
             "description": response,

@@ -8,13 +8,13 @@ from celery import Celery
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.celery_config import TASK_NAME, celery_config
+from shared.celery_config import TASK_NAME, celery_config, prepare_broker
 from shared.config import Settings
 from shared.errors import Conflict, TrainyardError
-from shared.models import Run, RunStatus
+from shared.models import Run
 from shared.params import Hyperparams
 from shared.queries import find_by_idempotency_key
-from shared.runs import create_run, finish_run, set_task_id
+from shared.runs import create_run, fail_unsent, mark_sent
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ class BrokerUnavailable(TrainyardError):
 
 def make_producer(settings: Settings) -> Celery:
     """Create a Celery app used only to send messages (it registers no tasks)."""
+    prepare_broker(settings)
     producer = Celery("trainyard-web")
     producer.conf.update(celery_config(settings))
     producer.conf.broker_connection_retry = False
@@ -41,17 +42,18 @@ def enqueue(producer: Celery, session: Session, run: Run) -> None:
         result = producer.send_task(
             TASK_NAME,
             args=[run.id],
+            queue=run.queue,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.2},
         )
     except Exception as exc:
         logger.exception("could not enqueue run %s", run.id)
-        finish_run(session, run.id, RunStatus.FAILED, error=f"could not enqueue: {exc}")
+        fail_unsent(session, run.id, f"could not enqueue: {exc}")
         session.commit()
         raise BrokerUnavailable(
             f"the broker is unreachable; run {run.id} was marked failed"
         ) from exc
-    set_task_id(session, run.id, result.id)
+    mark_sent(session, run.id, result.id)
     session.commit()
 
 
@@ -77,7 +79,9 @@ def submit(
         if existing is not None:
             return _replay(existing, params, name)
     try:
-        run = create_run(session, params, name, idempotency_key)
+        run = create_run(
+            session, params, name, idempotency_key, queue=producer.conf.task_default_queue
+        )
         session.commit()
     except IntegrityError:
         # A concurrent request with the same key won the race.

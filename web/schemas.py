@@ -146,6 +146,15 @@ class Reproducibility(BaseModel):
     dataset_sha256: str | None
 
 
+class LostAttempt(BaseModel):
+    """An attempt whose worker was lost: the run went back to the queue (or failed, the last)."""
+
+    attempt: int
+    worker: str | None
+    reason: str
+    at: datetime
+
+
 class RunOut(BaseModel):
     """A run's summary, as the list answers it."""
 
@@ -171,6 +180,7 @@ class RunOut(BaseModel):
     test_loss: float | None
     test_accuracy: float | None
     error: str | None
+    lost_attempts: list[LostAttempt] = Field(description="Attempts whose worker was lost.")
     reproducibility: Reproducibility
 
 
@@ -195,6 +205,9 @@ class RunDetail(RunOut):
     """Everything known about one run."""
 
     evaluation: EvaluationOut | None = Field(description="Present once the run succeeded.")
+    model_url: str | None = Field(
+        description="Where to download the trained model (`.keras`) once the run succeeded."
+    )
 
 
 class RunList(BaseModel):
@@ -217,6 +230,7 @@ class EpochOut(BaseModel):
     val_accuracy: float | None
     seconds: float
     recorded_at: datetime
+    attempt: int = Field(description="The attempt that computed it (a resumed run redoes one).")
 
 
 class MetricsOut(BaseModel):

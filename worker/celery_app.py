@@ -7,16 +7,18 @@ from typing import Any
 
 from celery import Celery, signals
 
-from shared.celery_config import celery_config
+from shared.celery_config import TASK_NAME, celery_config, prepare_broker
 from shared.config import Settings, get_settings
 from shared.db import Store
-from worker.process import NodeRegistry, init_child
+from worker.node import Node
+from worker.process import init_child
 
 logger = logging.getLogger(__name__)
 
 
 def create_celery(settings: Settings) -> Celery:
     """Create the Celery app and register its task."""
+    prepare_broker(settings)
     app = Celery("trainyard")
     app.conf.update(celery_config(settings))
     from worker import tasks
@@ -27,22 +29,35 @@ def create_celery(settings: Settings) -> Celery:
 
 settings = get_settings()
 app = create_celery(settings)
-_registry: NodeRegistry | None = None  # the node's, once its main process is ready
+_node: Node | None = None  # this worker's, once its main process is ready
+
+
+def send(run_id: int, queue: str) -> None:
+    """Send a run's message (a requeued or handed-over run, a message the broker lost)."""
+    app.send_task(TASK_NAME, args=[run_id], queue=queue)
 
 
 @signals.worker_process_init.connect
 def _init_child(**_: Any) -> None:
-    init_child(settings)
+    init_child(settings, send)
 
 
 @signals.worker_ready.connect
-def _register(sender: Any = None, **_: Any) -> None:
-    global _registry
-    _registry = NodeRegistry(sender.hostname, settings, Store(settings.database_url))
-    _registry.start()
+def _start_node(sender: Any = None, **_: Any) -> None:
+    global _node
+    _node = Node(sender.hostname, settings, Store(settings.database_url), send)
+    _node.start()
+
+
+@signals.worker_shutting_down.connect
+def _hand_over(**_: Any) -> None:
+    # A warm shutdown (SIGTERM: `docker compose stop`, an upgrade) waits for running tasks:
+    # ask them to checkpoint and go back to the queue instead of finishing here.
+    if _node is not None:
+        _node.hand_over()
 
 
 @signals.worker_shutdown.connect
-def _unregister(**_: Any) -> None:
-    if _registry is not None:
-        _registry.stop()
+def _stop_node(**_: Any) -> None:
+    if _node is not None:
+        _node.stop()

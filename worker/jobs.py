@@ -1,30 +1,40 @@
-"""What the training task does, as plain functions: claim the run, train, record, finish."""
+"""What the training task does, as plain functions: claim the run, train it epoch by epoch under
+its lease, record each epoch with a checkpoint, and finish, hand over or stop as the store says."""
 
 from __future__ import annotations
 
 import enum
 import logging
+import os
 import threading
+import time
+from collections.abc import Callable
 from types import TracebackType
 
 from shared.db import Store
-from shared.errors import DatasetError, NotFound
-from shared.models import FINISHED_STATUSES, RunStatus
-from shared.params import Hyperparams
-from shared.queries import get_run
-from shared.runs import (
-    claim_run,
-    finish_run,
-    heartbeat,
-    is_stale,
+from shared.errors import DatasetError
+from shared.leases import (
+    CancelRequested,
+    EpochRecord,
+    Lease,
+    LeaseLost,
+    claim,
+    finish,
+    last_checkpoint,
     record_environment,
     record_epoch,
+    release,
+    renew,
 )
+from shared.models import Run, RunStatus
+from shared.params import Hyperparams
 from worker.process import WorkerContext
 
 logger = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 3
+# How often a training job reads its run's cancel and handover flags: a cancel is honoured within
+# this plus one batch.
+WATCH_INTERVAL = 0.5
 
 
 class Outcome(enum.StrEnum):
@@ -33,36 +43,66 @@ class Outcome(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    SKIPPED = "skipped"  # finished, missing or cancelled before it started: nothing to do
-    HELD = "held"  # a live worker holds it: look again later
-    CLAIMED = "claimed"  # ours to train (never returned by execute_run)
+    HANDED_OVER = "handed over"  # its worker is shutting down: back in the queue, not a loss
+    LOST = "lost"  # another attempt holds the run now: this one wrote nothing more
+    SKIPPED = "skipped"  # not queued (running elsewhere, finished, missing): nothing to do
 
 
-class RunHeartbeat:
-    """A thread that refreshes a run's heartbeat and notices a cancel request while it trains."""
+class Stop(enum.Enum):
+    """Why a job stops before its last epoch."""
 
-    def __init__(self, store: Store, run_id: int, interval: float) -> None:
-        self.store = store
-        self.run_id = run_id
-        self.interval = interval
-        self.cancelled = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+    CANCEL = "cancel"
+    HANDOVER = "handover"
+    LOST = "lost"
+
+
+class Watch:
+    """A thread that keeps the lease and reads the run's flags while the job trains.
+
+    It renews the lease every `heartbeat` seconds and reads the cancel and handover flags every
+    WATCH_INTERVAL; when the run must stop it calls `on_stop` once (the trainer then ends at its
+    next batch) and keeps the reason in `stop`.
+    """
+
+    def __init__(
+        self, store: Store, lease: Lease, heartbeat: float, on_stop: Callable[[], None]
+    ) -> None:
+        self.store, self.lease, self.heartbeat, self.on_stop = store, lease, heartbeat, on_stop
+        self.stop: Stop | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"watch-{lease.run_id}", daemon=True
+        )
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.beat()
+        renewed = time.monotonic()
+        while not self._done.wait(min(WATCH_INTERVAL, self.heartbeat)):
+            try:
+                with self.store.session_scope() as session:
+                    signals = renew(session, self.lease)
+                renewed = time.monotonic()
+            except LeaseLost:
+                self._stop(Stop.LOST)
+                return
+            except Exception:
+                # The store is unreachable: keep training; the lease lapses if this lasts.
+                logger.exception("run %s: lease renewal failed", self.lease.run_id)
+                if time.monotonic() - renewed > self.lease.seconds:
+                    self._stop(Stop.LOST)
+                    return
+                continue
+            if signals.cancel:
+                self._stop(Stop.CANCEL)
+            elif signals.handover:
+                self._stop(Stop.HANDOVER)
 
-    def beat(self) -> None:
-        """Refresh the heartbeat once, and pick up a cancel request."""
-        try:
-            with self.store.session_scope() as session:
-                if heartbeat(session, self.run_id):
-                    self.cancelled.set()
-        except Exception:
-            logger.exception("heartbeat of run %s failed; retrying", self.run_id)
+    def _stop(self, reason: Stop) -> None:
+        if self.stop is None:
+            self.stop = reason
+            logger.info("run %s: stopping (%s)", self.lease.run_id, reason.value)
+            self.on_stop()
 
-    def __enter__(self) -> RunHeartbeat:
+    def __enter__(self) -> Watch:
         self._thread.start()
         return self
 
@@ -72,91 +112,114 @@ class RunHeartbeat:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop.set()
+        self._done.set()
         self._thread.join()
 
 
-def _claim(context: WorkerContext, run_id: int, worker: str) -> tuple[Outcome, Hyperparams | None]:
-    timeout = context.settings.heartbeat_timeout
-    with context.store.session_scope() as session:
-        try:
-            run = get_run(session, run_id)
-        except NotFound:
-            logger.warning("run %s does not exist; dropping its message", run_id)
-            return Outcome.SKIPPED, None
-        if run.status in FINISHED_STATUSES:
-            return Outcome.SKIPPED, None
-        lost = run.status == RunStatus.RUNNING and is_stale(run, timeout)
-        if lost and run.attempt >= MAX_ATTEMPTS:
-            finish_run(
-                session,
-                run_id,
-                RunStatus.FAILED,
-                error=f"gave up after {run.attempt} attempts: the worker was lost each time",
-            )
-            return Outcome.FAILED, None
-        if run.cancel_requested:
-            if lost:  # cancelled while its worker was lost: nobody else will finish it
-                finish_run(session, run_id, RunStatus.CANCELLED)
-                return Outcome.CANCELLED, None
-            return Outcome.HELD, None
-        if not claim_run(session, run_id, worker, timeout):
-            session.refresh(run)
-            return (Outcome.HELD if run.status == RunStatus.RUNNING else Outcome.SKIPPED), None
-        return Outcome.CLAIMED, Hyperparams.model_validate(run.params)
-
-
 def execute_run(context: WorkerContext, run_id: int, worker: str) -> Outcome:
-    """Train one run to the end and record every step; return how it ended.
+    """Train one run under a lease and record every step; return how it ended.
 
-    Safe to call again for the same run (a redelivered message): a finished run is skipped, a
-    run a live worker holds is left alone (HELD), and epochs are upserted.
+    Safe to call for any message: only a queued run is claimed. Every write is fenced by the
+    lease, so an attempt that lost it (its worker froze past the lease, say) writes nothing more.
     """
-    outcome, params = _claim(context, run_id, worker)
-    if params is None:
-        return outcome
-    logger.info("run %s claimed by %s: %s", run_id, worker, params.model_dump())
-    store, training = context.store, context.training
+    store = context.store
+    with store.session_scope() as session:
+        lease = claim(session, run_id, worker, os.getpid(), context.settings.heartbeat_timeout)
+        if lease is None:
+            logger.info("run %s is not queued; dropping the message", run_id)
+            return Outcome.SKIPPED
+        run = session.get(Run, run_id)
+        assert run is not None
+        params = Hyperparams.model_validate(run.params)
+        checkpoint = last_checkpoint(session, run_id)
+        resume = (checkpoint.epoch, checkpoint.state) if checkpoint else None
+    logger.info(
+        "run %s claimed by %s (attempt %d%s): %s",
+        run_id,
+        worker,
+        lease.attempt,
+        f", resuming after epoch {resume[0]}" if resume else "",
+        params.model_dump(),
+    )
     try:
-        if training.data is None:
-            raise DatasetError(training.dataset_error or "MNIST is not available")
-        with store.session_scope() as session:
-            record_environment(session, run_id, training.environment)
-        from worker.training.model import EpochMetrics, train
-
-        def on_epoch(metrics: EpochMetrics) -> None:
-            with store.session_scope() as session:
-                record_epoch(
-                    session,
-                    run_id,
-                    metrics.epoch,
-                    metrics.loss,
-                    metrics.accuracy,
-                    metrics.seconds,
-                    metrics.val_loss,
-                    metrics.val_accuracy,
-                )
-            logger.info("run %s epoch %d: loss %.4f", run_id, metrics.epoch, metrics.loss)
-
-        with RunHeartbeat(store, run_id, context.settings.heartbeat_interval) as beat:
-            beat.beat()  # a cancel that came before training started
-            result = train(params, training.data, on_epoch, beat.cancelled.is_set)
+        return _train(context, lease, params, resume)
+    except LeaseLost:
+        logger.warning("run %s: attempt %d lost its lease; it writes nothing more", *_ids(lease))
+        return Outcome.LOST
+    except CancelRequested:
+        return _end(store, lease, RunStatus.CANCELLED)
     except Exception as exc:
         logger.exception("run %s failed", run_id)
+        return _end(store, lease, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+
+
+def _ids(lease: Lease) -> tuple[int, int]:
+    return lease.run_id, lease.attempt
+
+
+def _end(store: Store, lease: Lease, status: RunStatus, error: str | None = None) -> Outcome:
+    """Finish the run as its holder; a lost lease means another attempt finishes it."""
+    try:
         with store.session_scope() as session:
-            finish_run(session, run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
-        return Outcome.FAILED
+            finish(session, lease, status, error=error)
+    except (LeaseLost, CancelRequested):
+        logger.warning("run %s: attempt %d no longer holds it; not marked %s", *_ids(lease), status)
+        return Outcome.LOST
+    return Outcome(status.value)
+
+
+def _train(
+    context: WorkerContext,
+    lease: Lease,
+    params: Hyperparams,
+    resume: tuple[int, bytes] | None,
+) -> Outcome:
+    store, training = context.store, context.training
+    if training.data is None:
+        raise DatasetError(training.dataset_error or "MNIST is not available")
     with store.session_scope() as session:
-        if result.cancelled:
-            finish_run(session, run_id, RunStatus.CANCELLED, error=None)
-            return Outcome.CANCELLED
-        finish_run(
+        record_environment(session, lease, training.environment)
+    from worker.training.model import Job
+
+    job = Job(params, training.data)
+    first = 1
+    if resume is not None:
+        first = job.restore(resume[1]) + 1
+    with Watch(store, lease, context.settings.heartbeat_interval, job.request_stop) as watch:
+        for epoch in range(first, params.epochs + 1):
+            metrics = job.train_epoch(epoch) if watch.stop is None else None
+            if metrics is None:
+                break
+            state = job.state(epoch, context.settings.checkpoint_max_bytes)
+            with store.session_scope() as session:
+                record_epoch(session, lease, EpochRecord(**metrics.as_dict()), state)
+            logger.info("run %s epoch %d: loss %.4f", lease.run_id, epoch, metrics.loss)
+        stop = watch.stop
+    if stop is Stop.LOST:
+        raise LeaseLost(f"run {lease.run_id}")
+    if stop is Stop.CANCEL:
+        raise CancelRequested(f"run {lease.run_id}")
+    if stop is Stop.HANDOVER:
+        return _hand_over(context, lease)
+    loss, accuracy, evaluation = job.evaluate()
+    with store.session_scope() as session:
+        finish(
             session,
-            run_id,
+            lease,
             RunStatus.SUCCEEDED,
-            test_loss=result.test_loss,
-            test_accuracy=result.test_accuracy,
-            evaluation=result.evaluation,
+            test_loss=loss,
+            test_accuracy=accuracy,
+            evaluation=evaluation,
+            keras_file=job.keras_file(),
         )
-    logger.info("run %s succeeded: test accuracy %.4f", run_id, result.test_accuracy)
+    logger.info("run %s succeeded: test accuracy %.4f", lease.run_id, accuracy)
     return Outcome.SUCCEEDED
+
+
+def _hand_over(context: WorkerContext, lease: Lease) -> Outcome:
+    """Put the run back in the queue with a new message: its last finished epoch is saved."""
+    with context.store.session_scope() as session:
+        queue = release(session, lease)
+    context.send(lease.run_id, queue)
+    logger.info("run %s handed back to the queue (its worker is stopping)", lease.run_id)
+    return Outcome.HANDED_OVER

@@ -1,19 +1,14 @@
-"""What a worker process holds: its settings and store, TensorFlow and MNIST loaded once, and (in
-the node's main process) the registry heartbeat."""
+"""What a worker pool process holds: its settings and store, TensorFlow and MNIST loaded once."""
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shared.config import Settings
 from shared.db import Store
-from shared.runs import fail_abandoned_runs
-from shared.workers import register_worker, stop_worker, worker_heartbeat
 
 if TYPE_CHECKING:
     from worker.training.data import Mnist
@@ -39,6 +34,10 @@ class Training:
         return {**self.versions, "dataset_sha256": self.data.sha256}
 
 
+# Sends a run's message to a queue: `send(run_id, queue)`.
+Send = Callable[[int, str], None]
+
+
 @dataclass(frozen=True)
 class WorkerContext:
     """Everything a job needs from its process."""
@@ -46,6 +45,7 @@ class WorkerContext:
     settings: Settings
     store: Store
     training: Training
+    send: Send
 
 
 _training: Training | None = None
@@ -71,10 +71,11 @@ def load_training(settings: Settings) -> Training:
     return _training
 
 
-def init_child(settings: Settings) -> WorkerContext:
+def init_child(settings: Settings, send: Send) -> WorkerContext:
     """Set up a freshly forked pool process: its own store, TensorFlow, the dataset."""
     global _context
-    _context = WorkerContext(settings, Store(settings.database_url), load_training(settings))
+    store = Store(settings.database_url)
+    _context = WorkerContext(settings, store, load_training(settings), send)
     return _context
 
 
@@ -83,49 +84,3 @@ def context() -> WorkerContext:
     if _context is None:
         raise RuntimeError("this process was not set up as a worker (init_child)")
     return _context
-
-
-@dataclass
-class NodeRegistry:
-    """A worker node's row in the registry, kept fresh by a background thread of its main process.
-
-    The same thread fails runs whose worker vanished: three missed timeouts mean no redelivery
-    picked the run up.
-    """
-
-    name: str
-    settings: Settings
-    store: Store
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def start(self) -> None:
-        """Register the node and start the heartbeat thread."""
-        self._register()
-        threading.Thread(target=self._loop, name="registry", daemon=True).start()
-        logger.info("worker %s registered (concurrency %d)", self.name, self.settings.concurrency)
-
-    def _register(self) -> None:
-        with self.store.session_scope() as session:
-            register_worker(
-                session, self.name, socket.gethostname(), os.getpid(), self.settings.concurrency
-            )
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.settings.heartbeat_interval):
-            try:
-                with self.store.session_scope() as session:
-                    alive = worker_heartbeat(session, self.name)
-                    fail_abandoned_runs(session, self.settings.heartbeat_timeout * 3)
-                if not alive:
-                    self._register()
-            except Exception:
-                logger.exception("worker heartbeat failed; retrying")
-
-    def stop(self) -> None:
-        """Stop the heartbeat and mark the node stopped."""
-        self._stop.set()
-        try:
-            with self.store.session_scope() as session:
-                stop_worker(session, self.name)
-        except Exception:
-            logger.exception("could not mark worker %s stopped", self.name)

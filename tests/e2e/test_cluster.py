@@ -26,11 +26,8 @@ from shared.config import Settings
 from shared.db import make_engine
 from shared.models import Epoch, Run, Worker
 from shared.pgadmin import ensure_database, scratch_database
-from tests.support import REDIS_URL, ROOT, free_port, mnist_dir, settings_env, wait_for
+from tests.support import PG_SERVER, REDIS_URL, ROOT, free_port, mnist_dir, settings_env, wait_for
 
-PG_SERVER = os.environ.get(
-    "TRAINYARD_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 WORKERS = 3
 JOBS = 6
 FINISHED = {"succeeded", "failed", "cancelled"}

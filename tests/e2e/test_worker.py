@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import redis
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -13,7 +14,7 @@ from shared.celery_config import TASK_NAME
 from shared.config import Settings
 from shared.models import Epoch, Run, RunStatus
 from shared.queries import get_run
-from tests.support import wait_for, worker_process
+from tests.support import mnist_dir, wait_for, worker_process
 from web.queue import make_producer
 
 FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
@@ -69,7 +70,36 @@ def test_epochs_arrive_while_running_then_the_run_succeeds(
     assert run.evaluation is not None and sum(map(sum, run.evaluation.confusion_matrix)) == 10000
 
     api = client.get(f"/api/runs/{run_id}/metrics").get_json()
-    assert [e["epoch"] for e in api["epochs"]] == [1, 2, 3, 4]
+    assert [(e["epoch"], e["attempt"]) for e in api["epochs"]] == [(1, 1), (2, 1), (3, 1), (4, 1)]
+
+
+def test_the_trained_model_downloads_opens_in_keras_and_scores_the_recorded_accuracy(
+    settings: Settings, worker: Settings, client: FlaskClient, session: Session, tmp_path: Path
+) -> None:
+    run_id = submit(client, train_samples=2000, epochs=2, seed=8, normalize=False)
+    run = finished(session, run_id)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    detail = client.get(f"/api/runs/{run_id}").get_json()
+    response = client.get(detail["model_url"])
+    assert response.status_code == 200
+    assert "attachment" in response.headers["Content-Disposition"]
+    path = tmp_path / "run.keras"
+    path.write_bytes(response.data)
+
+    import keras
+
+    from worker.training.data import load_mnist
+
+    model = keras.models.load_model(path)
+    test = load_mnist(mnist_dir())
+    # The model takes raw pixels: its run's scaling (none here) is built in.
+    predicted = model.predict(test.test_images.astype("float32"), verbose=0).argmax(axis=1)
+    assert (predicted == test.test_labels).mean() == pytest.approx(run.test_accuracy, abs=1e-4)
+    loss, accuracy = model.evaluate(test.test_images.astype("float32"), test.test_labels, verbose=0)
+    assert accuracy == pytest.approx(run.test_accuracy, abs=1e-4)
+    assert loss == pytest.approx(run.test_loss, rel=1e-3)
+    assert client.get(f"/api/runs/{submit(client, epochs=1)}/model").status_code == 409
+    assert client.get("/api/runs/999999/model").status_code == 404
 
 
 def test_a_redelivered_message_never_trains_a_run_twice(

@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.models import Run, RunStatus
-from shared.runs import finish_run
 from shared.workers import register_worker, stop_worker
 from tests.builders import EVALUATION, make_run
 from tests.support import create_test_app
@@ -164,17 +163,16 @@ def test_show_returns_everything_known_about_a_finished_run(
     api: FlaskClient, session: Session
 ) -> None:
     run = make_run(
-        session, name="done", status=RunStatus.RUNNING, epochs_done=2, epochs=2, dropout=0.1
-    )
-    finish_run(
         session,
-        run.id,
-        RunStatus.SUCCEEDED,
+        name="done",
+        status=RunStatus.SUCCEEDED,
+        epochs_done=2,
+        epochs=2,
+        dropout=0.1,
         test_loss=0.3,
         test_accuracy=0.91,
         evaluation=EVALUATION,
     )
-    session.commit()
     answer = as_json(RunDetail, api.get(f"/api/runs/{run.id}").get_json())
     assert answer["status"] == "succeeded" and answer["test_accuracy"] == 0.91
     assert answer["params"]["dropout"] == 0.1 and answer["reproducibility"]["seed"] == 1

@@ -11,7 +11,6 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from shared.models import RunStatus
-from shared.runs import finish_run
 from shared.workers import register_worker
 from tests.builders import make_run
 from tests.support import decode_png, find, page, run_ids
@@ -204,17 +203,15 @@ def test_png_round_trips_the_digit() -> None:
 def test_run_page_draws_the_confusion_matrix_and_the_digits(
     client: FlaskClient, session: Session
 ) -> None:
-    run = make_run(session, status=RunStatus.RUNNING, epochs_done=1, epochs=1)
     matrix = [[90 if t == p else 1 for p in range(10)] for t in range(10)]
     wrong = [
         {"index": i, "label": i % 10, "predicted": (i + 1) % 10, "image": base64.b64encode(_pixels(i)).decode()}
         for i in range(5)
     ]  # fmt: skip
-    finish_run(
-        session, run.id, RunStatus.SUCCEEDED, test_loss=0.1, test_accuracy=0.9,
+    run = make_run(
+        session, status=RunStatus.SUCCEEDED, epochs_done=1, epochs=1, test_loss=0.1, test_accuracy=0.9,
         evaluation={"confusion_matrix": matrix, "per_class_accuracy": [0.9] * 10, "misclassified": wrong},
     )  # fmt: skip
-    session.commit()
     for html in (page(client, f"/runs/{run.id}"), page(client, f"/runs/{run.id}/evaluation")):
         cells = find(html, "td", **{"data-count": "90"})
         assert len(cells) == 10

@@ -251,6 +251,19 @@ def test_an_unreachable_broker_fails_the_run_instead_of_leaving_it_queued(
     assert run.status == RunStatus.FAILED and "could not enqueue" in (run.error or "")
 
 
+def test_the_embedded_broker_makes_its_folder_whatever_the_store(
+    settings: Settings, session: Session, tmp_path: Any
+) -> None:
+    """A store URL of its own and a fresh TRAINYARD_HOME: the SQLite broker's folder is made."""
+    home = tmp_path / "fresh" / "home"
+    embedded = settings.with_overrides(home=home, broker_url="")
+    assert embedded.broker_url == f"sqla+sqlite:///{home / 'broker.db'}" and not home.exists()
+    response = create_test_app(embedded).test_client().post("/api/runs", json={})
+    assert response.status_code == 202, response.get_json()
+    assert (home / "broker.db").exists()
+    assert session.get(Run, response.get_json()["id"]).status == RunStatus.QUEUED
+
+
 def test_the_app_refuses_an_unmigrated_database(tmp_path: Any) -> None:
     from shared.errors import NotMigrated
     from web import create_app

@@ -1,113 +1,226 @@
-"""execute_run's decisions on a real database, training in this process where it trains at all."""
+"""execute_run and the node's sweeps on a real database, training real TensorFlow in this process."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.db import Store
-from shared.models import Run, RunStatus, utcnow
+from shared.leases import EpochRecord, claim, record_epoch, take_back
+from shared.models import Epoch, Run, RunStatus, TrainedModel, utcnow
+from shared.params import Hyperparams
 from shared.queries import get_run
 from shared.runs import request_cancel
 from tests.builders import make_run
+from tests.support import REDIS_URL, wait_for
 from worker import jobs
 from worker.jobs import Outcome
-from worker.process import WorkerContext, load_training
+from worker.node import Node
+from worker.process import Training, WorkerContext, load_training
+
+
+class Sent(list[tuple[int, str]]):
+    """The messages a context or node would have sent: (run id, queue)."""
+
+    def __call__(self, run_id: int, queue: str) -> None:
+        self.append((run_id, queue))
 
 
 @pytest.fixture()
-def context(settings: Settings, store: Store) -> WorkerContext:
+def sent() -> Sent:
+    return Sent()
+
+
+@pytest.fixture()
+def context(settings: Settings, store: Store, sent: Sent) -> WorkerContext:
     """This test process as a worker: the test's store, TensorFlow and MNIST loaded once."""
-    return WorkerContext(settings, store, load_training(settings))
+    return WorkerContext(settings, store, load_training(settings), sent)
 
 
-def _age_heartbeat(
-    session: Session, run_id: int, seconds: float, attempt: int | None = None
-) -> None:
-    values: dict[str, object] = {"heartbeat_at": utcnow() - timedelta(seconds=seconds)}
-    if attempt is not None:
-        values["attempt"] = attempt
-    session.execute(update(Run).where(Run.id == run_id).values(**values))
-    session.commit()
+def read(session: Session, run_id: int) -> Run:
+    session.expire_all()
+    return get_run(session, run_id)
 
 
-def test_a_queued_run_is_trained_and_recorded(
-    context: WorkerContext, settings: Settings, session: Session
+@pytest.fixture()
+def background(context: WorkerContext) -> Iterator[list[threading.Thread]]:
+    """Threads a test starts; joined at the end so no job outlives its test."""
+    threads: list[threading.Thread] = []
+    yield threads
+    for thread in threads:
+        thread.join(timeout=120)
+
+
+def start(threads: list[threading.Thread], context: WorkerContext, run_id: int) -> list[Outcome]:
+    """Run execute_run in a thread (as a pool process would); its outcome lands in the list."""
+    outcome: list[Outcome] = []
+    thread = threading.Thread(
+        target=lambda: outcome.append(jobs.execute_run(context, run_id, "inline@test"))
+    )
+    thread.start()
+    threads.append(thread)
+    return outcome
+
+
+def test_a_queued_run_is_trained_recorded_and_its_model_kept(
+    context: WorkerContext, session: Session
 ) -> None:
     run = make_run(session, train_samples=500, epochs=2)
     assert jobs.execute_run(context, run.id, "inline@test") == Outcome.SUCCEEDED
-    session.expire_all()
-    run = get_run(session, run.id)
+    run = read(session, run.id)
     assert run.status == RunStatus.SUCCEEDED and run.worker == "inline@test"
-    assert [e.epoch for e in run.epoch_rows] == [1, 2] and run.evaluation is not None
+    assert [(e.epoch, e.attempt) for e in run.epoch_rows] == [(1, 1), (2, 1)]
+    assert run.evaluation is not None and run.checkpoint is None
+    model = session.get(TrainedModel, run.id)
+    assert model is not None and model.keras_file[:2] == b"PK"  # a .keras file is a zip
 
 
-def test_finished_and_missing_runs_are_skipped(
-    context: WorkerContext, settings: Settings, session: Session
-) -> None:
+def test_only_queued_runs_are_trained(context: WorkerContext, session: Session) -> None:
     done = make_run(session, status=RunStatus.SUCCEEDED, test_accuracy=0.9, test_loss=0.3)
-    assert jobs.execute_run(context, done.id, "inline@test") == Outcome.SKIPPED
-    assert jobs.execute_run(context, 424242, "inline@test") == Outcome.SKIPPED
+    held = make_run(session, status=RunStatus.RUNNING, worker="other@host", epochs_done=1)
+    for run_id in (done.id, held.id, 424242):
+        assert jobs.execute_run(context, run_id, "inline@test") == Outcome.SKIPPED
+    after = read(session, held.id)
+    assert (after.status, after.worker, after.attempt) == (RunStatus.RUNNING, "other@host", 1)
 
 
-def test_a_run_held_by_a_live_worker_is_left_alone(
-    context: WorkerContext, settings: Settings, session: Session
+def test_a_run_taken_back_resumes_after_its_last_epoch_as_if_never_stopped(
+    context: WorkerContext, session: Session
 ) -> None:
-    run = make_run(session, status=RunStatus.RUNNING, worker="other@host", epochs_done=1)
-    _age_heartbeat(
-        session, run.id, 1, attempt=3
-    )  # even on its last attempt, a live run is its worker's
-    assert jobs.execute_run(context, run.id, "inline@test") == Outcome.HELD
-    session.expire_all()
-    after = get_run(session, run.id)
-    assert (after.status, after.worker, after.attempt) == (RunStatus.RUNNING, "other@host", 3)
+    from worker.training.model import Job
 
+    params = {"train_samples": 1000, "epochs": 3, "seed": 21}
+    whole = make_run(session, **params)
+    assert jobs.execute_run(context, whole.id, "inline@test") == Outcome.SUCCEEDED
 
-def test_a_run_whose_worker_went_silent_is_taken_over(
-    context: WorkerContext, settings: Settings, session: Session
-) -> None:
-    run = make_run(
-        session,
-        status=RunStatus.RUNNING,
-        worker="dead@host",
-        epochs_done=1,
-        train_samples=500,
-        epochs=2,
+    # A first attempt trains epoch 1 and checkpoints it, then its host vanishes.
+    run = make_run(session, **params)
+    lease = claim(session, run.id, "dead@host", pid=1, seconds=30)
+    assert lease is not None
+    assert context.training.data is not None
+    job = Job(Hyperparams(**params), context.training.data)
+    metrics = job.train_epoch(1)
+    assert metrics is not None
+    record_epoch(session, lease, EpochRecord(**metrics.as_dict()), job.state(1, 2**30))
+    session.execute(
+        update(Run).where(Run.id == run.id).values(lease_expires_at=utcnow() - timedelta(1))
     )
-    _age_heartbeat(session, run.id, settings.heartbeat_timeout + 5)
+    assert take_back(session, read(session, run.id), "host lost", max_attempts=3)
+    session.commit()
+
     assert jobs.execute_run(context, run.id, "inline@test") == Outcome.SUCCEEDED
-    session.expire_all()
-    after = get_run(session, run.id)
-    assert (after.worker, after.attempt) == ("inline@test", 2)
-    assert [e.epoch for e in after.epoch_rows] == [1, 2]
+    resumed, reference = read(session, run.id), read(session, whole.id)
+    assert [(e.epoch, e.attempt) for e in resumed.epoch_rows] == [(1, 1), (2, 2), (3, 2)]
+    assert resumed.lost_attempts[0]["reason"] == "host lost"
+    # Stateless per-epoch randomness: the resumed run is the uninterrupted one, figure for figure.
+    assert resumed.test_accuracy == reference.test_accuracy
+    assert [e.loss for e in resumed.epoch_rows] == pytest.approx(
+        [e.loss for e in reference.epoch_rows], rel=1e-5
+    )
 
 
-def test_a_run_lost_on_every_attempt_is_failed_with_the_reason(
-    context: WorkerContext, settings: Settings, session: Session
+def test_an_attempt_that_lost_its_lease_stops_and_writes_nothing_more(
+    context: WorkerContext, session: Session, background: list[threading.Thread]
 ) -> None:
-    run = make_run(session, status=RunStatus.RUNNING, worker="dead@host")
-    _age_heartbeat(session, run.id, settings.heartbeat_timeout + 5, attempt=jobs.MAX_ATTEMPTS)
-    assert jobs.execute_run(context, run.id, "inline@test") == Outcome.FAILED
-    session.expire_all()
-    after = get_run(session, run.id)
-    assert after.status == RunStatus.FAILED and "gave up after 3 attempts" in (after.error or "")
+    run = make_run(session, train_samples=20000, epochs=30, seed=3)
+    outcome = start(background, context, run.id)
+    wait_for(lambda: read(session, run.id).epochs_done >= 1, 120, what="the first epoch")
+    # A sweep decides the holder is gone, and another worker claims the run.
+    session.execute(
+        update(Run).where(Run.id == run.id).values(lease_expires_at=utcnow() - timedelta(1))
+    )
+    assert take_back(session, read(session, run.id), "frozen", max_attempts=3)
+    session.commit()
+    taken = utcnow()
+    assert claim(session, run.id, "other@host", pid=2, seconds=60) is not None
+    session.commit()
+    wait_for(lambda: outcome, 30, what="the old attempt to stop")
+    assert outcome == [Outcome.LOST]
+    after = read(session, run.id)
+    assert (after.status, after.worker, after.attempt) == (RunStatus.RUNNING, "other@host", 2)
+    late = session.scalars(
+        select(Epoch).where(Epoch.run_id == run.id, Epoch.recorded_at > taken)
+    ).all()
+    assert late == [], "the old attempt wrote after losing its lease"
 
 
-def test_a_cancel_for_a_lost_run_finishes_it_cancelled(
-    context: WorkerContext, settings: Settings, session: Session
+def test_cancel_stops_a_running_job_within_two_seconds_and_no_epoch_after(
+    context: WorkerContext, session: Session, background: list[threading.Thread]
 ) -> None:
-    run = make_run(session, status=RunStatus.RUNNING, worker="dead@host", epochs_done=2)
+    run = make_run(session, train_samples=60000, epochs=30, seed=4)
+    outcome = start(background, context, run.id)
+    wait_for(lambda: read(session, run.id).epochs_done >= 1, 120, what="the first epoch")
     request_cancel(session, run.id)
     session.commit()
-    assert (
-        jobs.execute_run(context, run.id, "inline@test") == Outcome.HELD
-    )  # its worker may still be stopping it
-    _age_heartbeat(session, run.id, settings.heartbeat_timeout + 5)
-    assert jobs.execute_run(context, run.id, "inline@test") == Outcome.CANCELLED
-    session.expire_all()
-    after = get_run(session, run.id)
-    assert after.status == RunStatus.CANCELLED and len(after.epoch_rows) == 2
+    accepted, asked = utcnow(), time.monotonic()
+    wait_for(lambda: outcome, 10, interval=0.05, what="the job to stop")
+    took = time.monotonic() - asked
+    after = read(session, run.id)
+    assert outcome == [Outcome.CANCELLED] and after.status == RunStatus.CANCELLED
+    assert took < 2.0, f"cancel took {took:.2f} s"
+    assert all(e.recorded_at <= accepted for e in after.epoch_rows)
+    assert after.checkpoint is None
+
+
+def test_handover_puts_the_run_back_with_its_checkpoint_and_a_new_message(
+    context: WorkerContext, session: Session, sent: Sent, background: list[threading.Thread]
+) -> None:
+    run = make_run(session, train_samples=60000, epochs=30, seed=5)
+    outcome = start(background, context, run.id)
+    wait_for(lambda: read(session, run.id).epochs_done >= 1, 120, what="the first epoch")
+    session.execute(update(Run).where(Run.id == run.id).values(handover_requested=True))
+    session.commit()
+    wait_for(lambda: outcome, 10, interval=0.05, what="the job to hand over")
+    after = read(session, run.id)
+    assert outcome == [Outcome.HANDED_OVER]
+    assert after.status == RunStatus.QUEUED and after.lost_attempts == []
+    assert after.checkpoint is not None and after.checkpoint.epoch == after.epochs_done
+    assert sent == [(run.id, "training")]
+
+
+def test_a_missing_dataset_fails_the_run_with_the_reason(
+    context: WorkerContext, session: Session
+) -> None:
+    broken = Training(1, {}, None, "train-images-idx3-ubyte(.gz) is missing from /nowhere")
+    run = make_run(session)
+    outcome = jobs.execute_run(
+        WorkerContext(context.settings, context.store, broken, context.send), run.id, "w@test"
+    )
+    assert outcome == Outcome.FAILED
+    assert "missing from /nowhere" in (read(session, run.id).error or "")
+
+
+def test_the_node_takes_back_the_runs_of_its_dead_children_at_once(
+    settings: Settings, store: Store, session: Session, sent: Sent
+) -> None:
+    node = Node("node@test", settings, store, sent)
+    dead = make_run(session, status=RunStatus.RUNNING, worker="node@test")  # pid 0: not a child
+    other = make_run(session, status=RunStatus.RUNNING, worker="other@test")
+    assert node.sweep(look_at_broker=False) == [dead.id]
+    assert sent == [(dead.id, "training")]
+    assert read(session, dead.id).status == RunStatus.QUEUED
+    assert "pool process 0 died" in read(session, dead.id).lost_attempts[0]["reason"]
+    assert read(session, other.id).status == RunStatus.RUNNING  # its lease is still good
+
+
+def test_the_node_resends_messages_the_broker_lost_once(
+    settings: Settings, store: Store, session: Session, sent: Sent
+) -> None:
+    # A queue no message was ever sent to: the broker has none of the queued runs' messages.
+    lost = settings.with_overrides(broker_url=REDIS_URL, queue=f"{settings.queue}-lost")
+    runs = [make_run(session) for _ in range(3)]
+    session.execute(
+        update(Run).values(queue=lost.queue, sent_at=utcnow() - timedelta(minutes=1), sends=1)
+    )
+    session.commit()
+    node = Node("node@test", lost, store, sent)
+    assert sorted(node.sweep()) == [run.id for run in runs]
+    assert node.sweep() == []  # just sent again: not missing (yet)
+    assert len(sent) == 3

@@ -55,7 +55,7 @@
           cell(e.epoch), cell(T.f4(e.loss)), cell(T.f4(e.accuracy)),
           cell(e.val_loss === null ? "" : T.f4(e.val_loss)),
           cell(e.val_accuracy === null ? "" : T.f4(e.val_accuracy)),
-          cell(Number(e.seconds).toFixed(1)),
+          cell(Number(e.seconds).toFixed(1)), cell(e.attempt),
         );
         return tr;
       }),
@@ -76,6 +76,7 @@
     error.hidden = !run.error;
     document.getElementById("cancel-form").hidden = !T.ACTIVE.includes(run.status);
     document.getElementById("cancel-note").hidden = !run.cancel_requested;
+    document.getElementById("model-link").hidden = !run.model_url;
     for (const [key, value] of Object.entries(run.reproducibility || {})) {
       const el = document.querySelector(`[data-repro="${key}"]`);
       if (el) el.textContent = value === null ? "—" : value;

@@ -1,0 +1,204 @@
+"""Leases on the real database: one holder at a time, fenced writes, take-back, lost messages."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from shared.leases import (
+    CancelRequested,
+    EpochRecord,
+    LeaseLost,
+    claim,
+    finish,
+    last_checkpoint,
+    record_epoch,
+    release,
+    renew,
+    take_back,
+    unsent,
+)
+from shared.models import Checkpoint, Epoch, Run, RunStatus, TrainedModel, utcnow
+from shared.queries import epochs_of, get_run
+from shared.runs import mark_sent, request_cancel
+from tests.builders import epoch_record, lease_of, make_run
+
+
+def _expire(session: Session, run: Run) -> Run:
+    session.execute(
+        update(Run).where(Run.id == run.id).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+    )
+    session.commit()
+    session.refresh(run)
+    return run
+
+
+def test_only_a_queued_run_is_claimed_and_each_claim_is_a_new_attempt(session: Session) -> None:
+    run = make_run(session)
+    first = claim(session, run.id, "a@host", pid=11, seconds=30)
+    session.commit()
+    assert first is not None and first.attempt == 1
+    assert claim(session, run.id, "b@host", pid=12, seconds=30) is None  # running: the holder's
+    session.refresh(run)
+    assert (run.worker, run.worker_pid, run.status) == ("a@host", 11, RunStatus.RUNNING)
+    assert run.lease_expires_at is not None and run.lease_expires_at > utcnow()
+    assert take_back(session, _expire(session, run), "lease expired", max_attempts=3)
+    second = claim(session, run.id, "b@host", pid=12, seconds=30)
+    assert second is not None and second.attempt == 2
+
+
+def test_fenced_writes_of_an_old_attempt_are_refused(session: Session) -> None:
+    run = make_run(session, status=RunStatus.RUNNING, epochs_done=1)
+    old = lease_of(run)
+    assert take_back(session, _expire(session, run), "lease expired", max_attempts=3)
+    new = claim(session, run.id, "b@host", pid=2, seconds=30)
+    session.commit()
+    assert new is not None
+    for write in (
+        lambda: renew(session, old),
+        lambda: record_epoch(session, old, epoch_record(2), b"stale"),
+        lambda: finish(session, old, RunStatus.SUCCEEDED, test_accuracy=1.0),
+        lambda: release(session, old),
+    ):
+        with pytest.raises(LeaseLost):
+            write()
+        session.rollback()
+    record_epoch(session, new, epoch_record(2), b"fresh")
+    session.commit()
+    assert [(e.epoch, e.attempt) for e in epochs_of(session, run.id)] == [(1, 1), (2, 2)]
+    assert last_checkpoint(session, run.id).state == b"fresh"  # type: ignore[union-attr]
+
+
+def test_an_epoch_rewritten_by_a_resumed_attempt_replaces_the_old_row(session: Session) -> None:
+    run = make_run(session, status=RunStatus.RUNNING, epochs_done=2)
+    assert take_back(session, _expire(session, run), "lease expired", max_attempts=3)
+    lease = claim(session, run.id, "b@host", pid=2, seconds=30)
+    assert lease is not None
+    record_epoch(session, lease, EpochRecord(2, loss=0.25, accuracy=0.9, seconds=1.0))
+    session.commit()
+    rows = epochs_of(session, run.id)
+    assert [(e.epoch, e.attempt, e.loss) for e in rows] == [(1, 1, 1.0), (2, 2, 0.25)]
+    assert session.scalar(select(func.count()).select_from(Epoch)) == 2
+
+
+def test_no_epoch_is_recorded_once_a_cancel_is_accepted(session: Session) -> None:
+    run = make_run(session, status=RunStatus.RUNNING, epochs_done=1)
+    lease = lease_of(run)
+    request_cancel(session, run.id)
+    session.commit()
+    with pytest.raises(CancelRequested):
+        record_epoch(session, lease, epoch_record(2))
+    session.rollback()
+    with pytest.raises(CancelRequested):
+        finish(session, lease, RunStatus.SUCCEEDED, test_accuracy=0.9)
+    session.rollback()
+    finish(session, lease, RunStatus.CANCELLED)
+    session.commit()
+    assert get_run(session, run.id).status == RunStatus.CANCELLED
+    assert [e.epoch for e in epochs_of(session, run.id)] == [1]
+
+
+def test_finish_keeps_the_model_and_drops_the_checkpoint(session: Session) -> None:
+    run = make_run(session, status=RunStatus.RUNNING)
+    lease = lease_of(run)
+    record_epoch(session, lease, epoch_record(1), b"weights")
+    session.commit()
+    assert last_checkpoint(session, run.id) is not None
+    finish(session, lease, RunStatus.SUCCEEDED, test_accuracy=0.9, keras_file=b"PK model")
+    session.commit()
+    assert session.get(Checkpoint, run.id) is None
+    model = session.get(TrainedModel, run.id)
+    assert model is not None and model.keras_file == b"PK model" and model.size == 8
+
+
+def test_renew_reports_cancel_and_handover(session: Session) -> None:
+    run = make_run(session, status=RunStatus.RUNNING)
+    lease = lease_of(run)
+    signals = renew(session, lease)
+    assert not signals.cancel and not signals.handover
+    session.execute(update(Run).where(Run.id == run.id).values(handover_requested=True))
+    assert renew(session, lease).handover
+    request_cancel(session, run.id)
+    assert renew(session, lease).cancel
+
+
+def test_release_requeues_without_counting_a_lost_attempt(session: Session) -> None:
+    run = make_run(session, status=RunStatus.RUNNING, epochs_done=1)
+    assert release(session, lease_of(run)) == "training"
+    session.commit()
+    session.refresh(run)
+    assert run.status == RunStatus.QUEUED and run.worker is None and run.lost_attempts == []
+    assert run.sends == 1 and run.sent_at is not None
+
+
+def test_take_back_requeues_then_fails_naming_every_lost_attempt(session: Session) -> None:
+    run = make_run(session, status=RunStatus.RUNNING, worker="w1@a")
+    for attempt in (1, 2, 3):
+        session.refresh(run)
+        requeued = take_back(session, _expire(session, run), f"reason {attempt}", max_attempts=3)
+        session.commit()
+        session.refresh(run)
+        if attempt < 3:
+            assert requeued and run.status == RunStatus.QUEUED
+            assert claim(session, run.id, f"w{attempt + 1}@a", pid=1, seconds=30) is not None
+            session.commit()
+        else:
+            assert not requeued and run.status == RunStatus.FAILED
+    assert [x["attempt"] for x in run.lost_attempts] == [1, 2, 3]
+    error = run.error or ""
+    assert "gave up after 3 lost attempts" in error
+    for attempt, worker in ((1, "w1@a"), (2, "w2@a"), (3, "w3@a")):
+        assert f"attempt {attempt} on {worker}: reason {attempt}" in error
+
+
+def test_take_back_changes_nothing_a_live_holder_renewed(session: Session) -> None:
+    run = make_run(session, status=RunStatus.RUNNING)
+    seen_by_sweep = _expire(session, run)  # the sweep read the run while its lease had lapsed
+    session.expunge(seen_by_sweep)
+    renew(session, lease_of(run))  # then the holder woke up and renewed first
+    session.commit()
+    assert not take_back(session, seen_by_sweep, "lease expired", max_attempts=3)
+    session.commit()
+    renew(session, lease_of(run))  # still the holder's
+    assert get_run(session, run.id).lost_attempts == []
+
+
+def test_a_cancelled_run_whose_holder_vanished_ends_cancelled(session: Session) -> None:
+    run = make_run(session, status=RunStatus.RUNNING, epochs_done=2)
+    request_cancel(session, run.id)
+    session.commit()
+    assert not take_back(session, _expire(session, run), "lease expired", max_attempts=3)
+    session.commit()
+    session.refresh(run)
+    assert run.status == RunStatus.CANCELLED and run.epochs_done == 2
+
+
+def test_unsent_picks_the_oldest_sent_runs_the_broker_lacks(session: Session) -> None:
+    runs = [make_run(session) for _ in range(4)]
+    long_ago = utcnow() - timedelta(minutes=5)
+    for n, run in enumerate(runs):
+        mark_sent(session, run.id, f"task-{n}")
+        session.execute(
+            update(Run).where(Run.id == run.id).values(sent_at=long_ago + timedelta(seconds=n))
+        )
+    session.commit()
+    # The broker still holds the two newest messages: the two oldest are missing.
+    assert unsent(session, "training", in_broker=2, grace=15) == [runs[0].id, runs[1].id]
+    session.commit()
+    # Marked as sent again, so a second sweep counts them as the newest: nothing more to send.
+    assert unsent(session, "training", in_broker=4, grace=15) == []
+    assert unsent(session, "other-queue", in_broker=0, grace=15) == []
+
+
+def test_unsent_waits_for_a_message_that_may_be_on_its_way(session: Session) -> None:
+    run = make_run(session)
+    mark_sent(session, run.id, "task")
+    session.commit()
+    assert unsent(session, "training", in_broker=0, grace=15) == []
+    session.execute(
+        update(Run).where(Run.id == run.id).values(sent_at=utcnow() - timedelta(seconds=20))
+    )
+    assert unsent(session, "training", in_broker=0, grace=15) == [run.id]

@@ -1,0 +1,170 @@
+"""A worker node's main process: its row in the registry, and the sweeps that keep every run alive.
+
+Every node sweeps, every heartbeat interval, so a run never depends on one process (or on the
+broker) to be taken up again:
+- runs this node holds whose pool process died are taken back at once (a killed child);
+- runs whose lease ran out are taken back, wherever they ran (a lost or frozen host);
+- queued runs whose message the broker no longer has get a new one (a broker that restarted
+  empty), at most one copy per missing message.
+Taking back a run requeues it with a new message while attempts remain, else fails it with the
+reason. Every change is a conditional update, so sweeps on many nodes never act twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kombu import Connection
+from kombu.exceptions import ChannelError
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from shared.celery_config import celery_config
+from shared.config import Settings
+from shared.db import Store
+from shared.leases import expired, held_by, request_handover, take_back, unsent
+from shared.workers import register_worker, stop_worker, worker_heartbeat
+from worker.process import Send
+
+logger = logging.getLogger(__name__)
+
+# A queued run counts as missing its message only once it was sent this long ago: a message on
+# its way to a worker is in neither the broker's count nor the running runs.
+RESEND_GRACE = 15.0
+# Seconds between two looks at the broker's queue (one connection each).
+BROKER_LOOK_EVERY = 10.0
+
+
+def is_child(pid: int | None) -> bool:
+    """Whether `pid` is a live (not zombie) child of this process."""
+    if pid is None:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+    return state != "Z" and int(ppid) == os.getpid()
+
+
+def broker_depth(settings: Settings, queue: str) -> int | None:
+    """Messages waiting in the broker's queue; 0 when the queue is gone, None when unknown."""
+    options = celery_config(settings)["broker_transport_options"]
+    try:
+        with Connection(settings.broker_url, transport_options=options) as connection:
+            try:
+                declared = connection.default_channel.queue_declare(queue=queue, passive=True)
+            except ChannelError:
+                return 0  # the broker lost the queue with its messages
+            return int(declared.message_count)
+    except Exception as exc:
+        logger.warning("cannot count the messages in queue %s: %s", queue, exc)
+        return None
+
+
+@dataclass
+class Node:
+    """One worker node (a Celery worker's main process): registered, heartbeating, sweeping."""
+
+    name: str
+    settings: Settings
+    store: Store
+    send: Send
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Register the node and start the heartbeat-and-sweep thread."""
+        self._register()
+        self._thread = threading.Thread(target=self._loop, name="node", daemon=True)
+        self._thread.start()
+        logger.info("worker %s registered (concurrency %d)", self.name, self.settings.concurrency)
+
+    def _register(self) -> None:
+        with self.store.session_scope() as session:
+            register_worker(
+                session, self.name, socket.gethostname(), os.getpid(), self.settings.concurrency
+            )
+
+    def _loop(self) -> None:
+        looks = 0
+        while not self._stop.wait(self.settings.heartbeat_interval):
+            try:
+                self.beat()
+                self.sweep(look_at_broker=looks % self._look_every == 0)
+            except Exception:
+                logger.exception("worker %s: heartbeat or sweep failed; retrying", self.name)
+            looks += 1
+
+    @property
+    def _look_every(self) -> int:
+        return max(1, round(BROKER_LOOK_EVERY / self.settings.heartbeat_interval))
+
+    def beat(self) -> None:
+        """Refresh the node's heartbeat, registering again if its row is gone."""
+        with self.store.session_scope() as session:
+            alive = worker_heartbeat(session, self.name)
+        if not alive:
+            self._register()
+
+    def sweep(self, look_at_broker: bool = True) -> list[int]:
+        """Take back runs whose holder is gone and resend lost messages; return the runs sent."""
+        requeued: list[tuple[int, str]] = []
+        with self.store.session_scope() as session:
+            _lock_briefly(session)
+            for run in held_by(session, self.name):
+                if not is_child(run.worker_pid):
+                    reason = f"its pool process {run.worker_pid} died"
+                    if take_back(session, run, reason, self.settings.max_attempts, False):
+                        requeued.append((run.id, run.queue))
+            for run in expired(session):
+                reason = (
+                    f"its lease expired (no heartbeat for {self.settings.heartbeat_timeout:g} s)"
+                )
+                if take_back(session, run, reason, self.settings.max_attempts):
+                    requeued.append((run.id, run.queue))
+        if look_at_broker:
+            depth = broker_depth(self.settings, self.settings.queue)
+            if depth is not None:
+                with self.store.session_scope() as session:
+                    missing = unsent(session, self.settings.queue, depth, RESEND_GRACE)
+                if missing:
+                    logger.warning(
+                        "the broker lost the messages of runs %s; sending again", missing
+                    )
+                requeued += [(run_id, self.settings.queue) for run_id in missing]
+        for run_id, queue in requeued:
+            self.send(run_id, queue)
+        return [run_id for run_id, _ in requeued]
+
+    def hand_over(self) -> None:
+        """Ask this node's running jobs to stop at their next batch and go back to the queue."""
+        with self.store.session_scope() as session:
+            count = request_handover(session, self.name)
+        if count:
+            logger.info(
+                "worker %s is stopping: handing %d run(s) back to the queue", self.name, count
+            )
+
+    def stop(self) -> None:
+        """Stop the heartbeat and mark the node stopped."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        try:
+            with self.store.session_scope() as session:
+                stop_worker(session, self.name)
+        except Exception:
+            logger.exception("could not mark worker %s stopped", self.name)
+
+
+def _lock_briefly(session: Session) -> None:
+    """On PostgreSQL, wait at most a few seconds for a row another process holds locked (a frozen
+    holder mid-write); the next sweep tries again."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL lock_timeout = '5s'"))

@@ -16,7 +16,8 @@ from cli.client import ApiError, Client
 from shared.config import get_settings
 from shared.filters import RunQuery
 from shared.models import FINISHED_STATUSES
-from shared.params import PARAM_NAMES
+from shared.params import PARAM_NAMES, UNPRINTABLE_CHARS
+from shared.serializers import spreadsheet_safe
 
 # Options made from the API's own query model, so the CLI filters exactly as the API does.
 FILTERS = tuple(name for name in RunQuery.model_fields if name not in ("sort", "page", "limit"))
@@ -87,6 +88,14 @@ def api_call(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def printable(text: str) -> str:
+    """Text safe for a terminal: control and text-direction characters shown as escapes, so a
+    name stored before they were refused cannot move the cursor or clear the screen."""
+    return UNPRINTABLE_CHARS.sub(
+        lambda match: match.group().encode("unicode_escape").decode(), text
+    )
+
+
 def cell(value: Any) -> str:
     """Format one value for a table."""
     if value is None:
@@ -95,7 +104,7 @@ def cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)
+    return printable(str(value))
 
 
 def table(headers: list[str], rows: Iterable[list[Any]]) -> str:
@@ -245,7 +254,8 @@ def export_command(
     writer.writerow(EXPORT_COLUMNS)
     count = 0
     for run in rows:
-        writer.writerow([run["params"].get(key, run.get(key)) for key in EXPORT_COLUMNS])
+        row = [run["params"].get(key, run.get(key)) for key in EXPORT_COLUMNS]
+        writer.writerow([spreadsheet_safe(value) for value in row])
         count += 1
     click.echo(f"{count} runs exported", err=True)
 
@@ -344,7 +354,7 @@ def submit(
     """Queue a training run; set hyperparameters with -p, as in -p epochs=3 -p normalize=false."""
     client = make_client(url, token)
     run = client.submit(parse_param(params), name, idempotency_key)
-    click.echo(f"run {run['id']} queued: {run['name']}", err=True)
+    click.echo(f"run {run['id']} queued: {printable(run['name'])}", err=True)
     if wait:
         run = follow(client, run["id"])
     if as_json:
@@ -354,7 +364,7 @@ def submit(
         if run["test_accuracy"] is not None:
             summary += f": test accuracy {run['test_accuracy']:.4f}, loss {run['test_loss']:.4f}"
         if run["error"]:
-            summary += f": {run['error']}"
+            summary += f": {printable(run['error'])}"
         click.echo(summary)
         if run["status"] != "succeeded":
             sys.exit(1)

@@ -67,10 +67,20 @@ class Settings:
         default="https://storage.googleapis.com/cvdf-datasets/mnist/",
         metadata=env("TRAINYARD_MNIST_MIRROR"),
     )
-    # Flask secret (sessions, CSRF). Random per process when unset: fine for one process only.
+    # Flask secret (sessions, CSRF). When unset, one is made once and kept in `home/secret_key`
+    # (mode 0600), so every web process on this machine shares it.
     secret_key: str = field(default="", metadata=env("TRAINYARD_SECRET_KEY"))
-    # Bearer token every API write must carry; writes are open when unset.
+    # The key to trainyard: API writes need it as a bearer token, dashboard writes a session
+    # signed in with it. Everything is open when unset.
     api_token: str | None = field(default=None, metadata=env("TRAINYARD_API_TOKEN"))
+    # With a token set, reads (dashboard pages and API GETs) need it too.
+    private: bool = field(default=False, metadata=env("TRAINYARD_PRIVATE"))
+    # Reverse proxies in front of the web app whose X-Forwarded-* headers are trusted (0: none).
+    trusted_proxies: int = field(default=0, metadata=env("TRAINYARD_TRUSTED_PROXIES"))
+    # Runs that may wait in the queue at once; a submit beyond it gets 429.
+    max_queued_runs: int = field(default=1000, metadata=env("TRAINYARD_MAX_QUEUED_RUNS"))
+    # Largest estimated compute of one job, in TFLOP-equivalents (see shared/cost.py).
+    max_job_tflop: float = field(default=400.0, metadata=env("TRAINYARD_MAX_JOB_TFLOP"))
     # Largest request body the web app accepts, in bytes.
     max_body_bytes: int = field(default=64 * 1024, metadata=env("TRAINYARD_MAX_BODY_BYTES"))
     # Seconds a worker's lease on a run lasts without renewal; then the run is taken back.
@@ -113,7 +123,7 @@ class Settings:
                 values[setting.name] = _parse(name, hints[setting.name], raw)
         settings = cls(**values)
         if not settings.secret_key:
-            settings = replace(settings, secret_key=secrets.token_hex(32))
+            settings = replace(settings, secret_key=stored_secret(settings.home / "secret_key"))
         return settings
 
     def to_env(self) -> dict[str, str]:
@@ -132,6 +142,30 @@ class Settings:
     def mnist_cache_dir(self) -> Path:
         """Where a downloaded MNIST is kept."""
         return self.home / "mnist"
+
+
+def stored_secret(path: Path) -> str:
+    """The secret kept in `path`, made (random, mode 0600) by the first process to ask.
+
+    Written to a private temporary file and linked into place, so a process that reads it
+    concurrently sees the whole secret or none, and two makers never both win.
+    """
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass  # another process made it first: use theirs
+    finally:
+        temporary.unlink()
+    return path.read_text().strip()
 
 
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:

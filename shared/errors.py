@@ -58,7 +58,7 @@ class InvalidParams(TrainyardError):
 
 
 class Unauthorized(TrainyardError):
-    """A write came without the right bearer token."""
+    """The request needs the token (a bearer token, or a dashboard session signed in with it)."""
 
     status = 401
     code = "unauthorized"
@@ -76,6 +76,26 @@ class Conflict(TrainyardError):
 
     status = 409
     code = "conflict"
+
+
+class Forbidden(TrainyardError):
+    """The request may not be made from where it came (a cross-site write)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class TooManyRequests(TrainyardError):
+    """The queue is full; `retry_after` says when to try again, in seconds."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(
+        self, message: str, fields: dict[str, str] | None = None, retry_after: int = 60
+    ) -> None:
+        super().__init__(message, fields)
+        self.retry_after = retry_after
 
 
 class PayloadTooLarge(TrainyardError):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Literal, get_args
+import re
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import InvalidParams, field_errors
 
@@ -45,6 +46,37 @@ class Hyperparams(BaseModel):
 
 
 PARAM_NAMES: tuple[str, ...] = tuple(Hyperparams.model_fields)
+
+# Characters a name must not hold: C0 and C1 controls (they move a terminal's cursor, clear its
+# screen, or break a CSV line) and the bidirectional overrides that reorder what a reader sees.
+UNPRINTABLE = r"\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+UNPRINTABLE_CHARS = re.compile(f"[{UNPRINTABLE}]")
+
+
+def check_name(value: str | None) -> str | None:
+    """A run's (or study's) name: printable text a database can store, else a ValueError."""
+    if value is None:
+        return value
+    if UNPRINTABLE_CHARS.search(value):
+        raise ValueError("must not contain control or text-direction characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+Name = Annotated[
+    str | None,
+    Field(
+        None,
+        max_length=200,
+        description="A label; one is made up from the params if empty.",
+        # Documented for clients; `check_name` enforces it with a reason people can read.
+        json_schema_extra={"pattern": f"^[^{UNPRINTABLE}]*$"},
+    ),
+    AfterValidator(check_name),
+]
 
 
 def parse_params(data: Any, prefix: str = "params") -> Hyperparams:

@@ -48,6 +48,11 @@ def list_runs(session: Session, query: RunQueryBase) -> Page:
     return Page(list(rows), int(total), query.page, query.limit)
 
 
+def queued_count(session: Session) -> int:
+    """How many runs wait in the queue."""
+    return session.scalar(select(func.count(Run.id)).where(Run.status == RunStatus.QUEUED)) or 0
+
+
 def queued_runs(session: Session, limit: int = 1000) -> list[Run]:
     """Return queued runs in the order workers take them: oldest first."""
     statement = select(Run).where(Run.status == RunStatus.QUEUED).order_by(Run.id).limit(limit)

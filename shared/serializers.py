@@ -8,6 +8,17 @@ from typing import Any
 
 from shared.models import Epoch, Evaluation, Run, RunStatus, Worker, utcnow
 
+# A cell a spreadsheet would run as a formula starts with one of these.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell no spreadsheet runs as a formula: text that starts like one gets a leading `'`
+    (numbers stay numbers)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
 
 def iso(value: datetime | None) -> str | None:
     """Format a timestamp as ISO 8601 in UTC."""

@@ -297,3 +297,30 @@ def redis_server(folder: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.kill()
+
+
+def csrf_token(client: FlaskClient, path: str = "/runs/new") -> str:
+    """The CSRF token of a form page (it also starts the session that token belongs to)."""
+    fields = find(client.get(path).get_data(as_text=True), "input", name="csrf_token")
+    assert fields, f"the form of {path} carries a CSRF token"
+    return str(fields[0]["attrs"]["value"])
+
+
+def form_data(token: str, **overrides: Any) -> dict[str, Any]:
+    """A filled-in New run form: the quickstart's recipe, with `overrides`."""
+    data: dict[str, Any] = {
+        "csrf_token": token,
+        "name": "from the form",
+        "epochs": "5",
+        "batch_size": "32",
+        "learning_rate": "0.001",
+        "optimizer": "adam",
+        "hidden_units": "128",
+        "dropout": "0.2",
+        "normalize": "y",
+        "validation_split": "0.0",
+        "train_samples": "60000",
+        "seed": "",
+    }
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}

@@ -5,16 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from shared.config import Settings, get_settings
 from shared.db import Store
-from shared.errors import PayloadTooLarge, TrainyardError
+from shared.errors import NotFound, PayloadTooLarge, TooManyRequests, TrainyardError
 from shared.migrate import check_schema
+from shared.params import INT32_MAX
 from web.database import register_store
-from web.queue import make_producer
+from web.queue import Dispatcher
+from web.security import register_security
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +37,9 @@ def create_app(settings: Settings | None = None, check_migrations: bool = True) 
     if check_migrations:
         check_schema(store.engine)
     register_store(app, store)
-    app.extensions["trainyard.producer"] = make_producer(settings)
+    app.extensions["trainyard.dispatcher"] = Dispatcher(settings)
     register_extensions(app)
+    register_security(app)
     register_blueprints(app)
     register_error_handlers(app)
     return app
@@ -49,9 +52,21 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from web import api, pages
 
-    csrf.exempt(api.bp)  # the JSON API authenticates by bearer token, not cookies
+    # The API's writes are JSON from this site only (web/security.py), which no cross-site form
+    # can send: they need no CSRF token. The dashboard's forms keep theirs.
+    csrf.exempt(api.bp)
+    app.url_value_preprocessor(_check_run_id)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+
+
+def _check_run_id(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    # Ids no database column can hold are "no such run", before any query sees them.
+    for key in ("run_id", "study_id"):
+        if values and key in values and not 1 <= values[key] <= INT32_MAX:
+            raise NotFound(
+                f"{key.removesuffix('_id')} {values[key]} does not exist", {"id": "no such id"}
+            )
 
 
 def _wants_json() -> bool:
@@ -69,7 +84,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(TrainyardError)
     def _domain(error: TrainyardError) -> Any:
-        return _error_response(error)
+        response = _error_response(error)
+        if isinstance(error, TooManyRequests):
+            return (*response, {"Retry-After": str(error.retry_after)})
+        return response
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(_: RequestEntityTooLarge) -> Any:
@@ -94,8 +112,3 @@ def register_error_handlers(app: Flask) -> None:
         domain = TrainyardError("internal error; see the server log")
         domain.status, domain.code = 500, "internal"
         return _error_response(domain)
-
-    @app.after_request
-    def _no_sniff(response: Response) -> Response:
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        return response

@@ -14,21 +14,20 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 
 from shared import views
 from shared.compare import compare_runs
-from shared.errors import BadRequest, NotFound
+from shared.errors import BadRequest
 from shared.filters import RunQuery
-from shared.params import INT32_MAX, Hyperparams
+from shared.params import Hyperparams
 from shared.queries import get_run
 from shared.runs import request_cancel
-from web import parsing
-from web.auth import require_token
-from web.database import app_settings, app_store, get_session
+from web import parsing, security
+from web.database import app_settings, app_store, dispatcher, get_session
 from web.health import health as health_checks
 from web.openapi import ERRORS, KERAS_FILE, build_document, inline_code, operation, type_label
-from web.queue import submit
 from web.schemas import (
     CloneRequest,
     CompareOut,
     CompareQuery,
+    EmptyRequest,
     HealthOut,
     MetricsOut,
     MetricsQuery,
@@ -46,14 +45,7 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 EPOCH_COLUMNS = (
     "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "recorded_at", "attempt",
 )  # fmt: skip
-WRITE_ERRORS = {code: ERRORS[code] for code in (401, 413, 415, 422)}
-
-
-@bp.url_value_preprocessor
-def _check_run_id(endpoint: str | None, values: dict[str, Any] | None) -> None:
-    # Ids no database column can hold are "no such run", before any query sees them.
-    if values and "run_id" in values and not 1 <= values["run_id"] <= INT32_MAX:
-        raise NotFound(f"run {values['run_id']} does not exist", {"id": "no such run"})
+WRITE_ERRORS = {code: ERRORS[code] for code in (401, 403, 413, 415, 422)}
 
 
 def _accepted(run_id: int, created: bool = True) -> tuple[Response, int, dict[str, str]]:
@@ -66,12 +58,12 @@ def _accepted(run_id: int, created: bool = True) -> tuple[Response, int, dict[st
 @bp.post("/runs")
 @operation(
     "Submit a run",
-    {202: RunDetail, 400: ERRORS[400], 409: ERRORS[409], 503: ERRORS[503], **WRITE_ERRORS},
+    {202: RunDetail, 400: ERRORS[400], 409: ERRORS[409], 429: ERRORS[429], 503: ERRORS[503]}
+    | WRITE_ERRORS,
     body=SubmitRequest,
     secured=True,
     headers={"Location": "The run's URL.", "Idempotent-Replayed": "`true` on a replay."},
 )
-@require_token
 def create() -> tuple[Response, int, dict[str, str]]:
     """Queue a training run: 202 with the run. A retry with the same Idempotency-Key returns the
     same run (409 if its body differs)."""
@@ -81,9 +73,7 @@ def create() -> tuple[Response, int, dict[str, str]]:
         raise BadRequest(
             "Idempotency-Key is too long", {"Idempotency-Key": "at most 200 characters"}
         )
-    run, created = submit(
-        current_app.extensions["trainyard.producer"], get_session(), body.params, body.name, key
-    )
+    run, created = dispatcher().submit(get_session(), body.params, body.name, key)
     return _accepted(run.id, created)
 
 
@@ -140,9 +130,7 @@ def metrics(run_id: int) -> Response:
 
 
 @bp.get("/runs/<int:run_id>/model")
-@operation(
-    "Download a run's trained model", {200: KERAS_FILE, 404: ERRORS[404], 409: ERRORS[409]}
-)
+@operation("Download a run's trained model", {200: KERAS_FILE, 404: ERRORS[404], 409: ERRORS[409]})
 def model(run_id: int) -> Response:
     """The final model of a succeeded run as a `.keras` file: `keras.models.load_model` opens
     it, and it takes raw 28x28 pixels (0-255), its run's scaling built in."""
@@ -155,12 +143,14 @@ def model(run_id: int) -> Response:
 
 @bp.post("/runs/<int:run_id>/cancel")
 @operation(
-    "Cancel a run", {202: RunDetail, 401: ERRORS[401], 404: ERRORS[404], 409: ERRORS[409]},
+    "Cancel a run",
+    {202: RunDetail, 400: ERRORS[400], 404: ERRORS[404], 409: ERRORS[409], **WRITE_ERRORS},
+    body=EmptyRequest,
     secured=True,
-)  # fmt: skip
-@require_token
+)
 def cancel(run_id: int) -> tuple[Response, int]:
     """Cancel a queued run at once, or ask a running one to stop; 409 once it has finished."""
+    parsing.body(EmptyRequest)
     session = get_session()
     request_cancel(session, run_id)
     session.commit()
@@ -170,12 +160,12 @@ def cancel(run_id: int) -> tuple[Response, int]:
 @bp.post("/runs/<int:run_id>/clone")
 @operation(
     "Clone a run",
-    {202: RunDetail, 400: ERRORS[400], 404: ERRORS[404], 503: ERRORS[503], **WRITE_ERRORS},
+    {202: RunDetail, 400: ERRORS[400], 404: ERRORS[404], 429: ERRORS[429], 503: ERRORS[503]}
+    | WRITE_ERRORS,
     body=CloneRequest,
     secured=True,
     headers={"Location": "The new run's URL."},
 )
-@require_token
 def clone(run_id: int) -> tuple[Response, int, dict[str, str]]:
     """Queue a new run with this run's hyperparameters and the given overrides; a new seed is
     drawn unless `params.seed` is given."""
@@ -185,7 +175,7 @@ def clone(run_id: int) -> tuple[Response, int, dict[str, str]]:
     merged = {**source.params, "seed": None, **body.params.model_dump(exclude_unset=True)}
     params = Hyperparams.model_validate(merged)
     name = body.name or f"clone of {source.name}"[:200]
-    run, _ = submit(current_app.extensions["trainyard.producer"], session, params, name)
+    run, _ = dispatcher().submit(session, params, name)
     return _accepted(run.id)
 
 
@@ -223,7 +213,9 @@ def workers() -> Response:
 def health() -> tuple[Response, int]:
     """Database and broker reachable, schema at the latest revision: 200, else 503."""
     parsing.query(NoQuery)
-    result = health_checks(app_store().engine, app_settings())
+    # The checks' details name hosts and users: only for callers that have the token.
+    detailed = bool(app_settings().api_token) and security.signed_in()
+    result = health_checks(app_store().engine, app_settings(), detailed)
     return jsonify(result), 200 if result["ok"] else 503
 
 

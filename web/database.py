@@ -1,4 +1,4 @@
-"""The app's store and settings, and one database session per request (removed at teardown)."""
+"""What the app holds (settings, store, dispatcher) and one database session per request."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.db import Store
+from web.queue import Dispatcher
 
 
 def app_settings() -> Settings:
@@ -17,6 +18,11 @@ def app_settings() -> Settings:
 def app_store() -> Store:
     """The current app's results store."""
     return current_app.extensions["trainyard.store"]
+
+
+def dispatcher() -> Dispatcher:
+    """The current app's run dispatcher (admission, commit, then the message)."""
+    return current_app.extensions["trainyard.dispatcher"]
 
 
 def get_session() -> Session:

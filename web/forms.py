@@ -6,11 +6,11 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, Field, FloatField, IntegerField, SelectField, StringField
-from wtforms.validators import Length, Optional
+from wtforms.validators import Length, Optional, ValidationError
 
 from shared.errors import InvalidParams
 from shared.models import Run
-from shared.params import OPTIMIZERS, Hyperparams, parse_params
+from shared.params import OPTIMIZERS, Hyperparams, check_name, parse_params
 
 
 def _field_for(name: str) -> Field:
@@ -30,6 +30,12 @@ class RunForm(FlaskForm):
     """A run's name and every hyperparameter, with the schema's defaults filled in."""
 
     name = StringField("name", validators=[Optional(), Length(max=200)])
+
+    def validate_name(self, field: Field) -> None:
+        try:
+            check_name(field.data)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
     def params_data(self) -> dict[str, Any]:
         """Return the entered hyperparameters; blank fields are left out so defaults apply."""

@@ -43,14 +43,24 @@ def check_schema(engine: Engine) -> tuple[bool, str]:
     try:
         current = current_revision(engine)
     except Exception as exc:
+        logger.warning("health: schema revision unknown: %s", exc)
         return False, f"unknown: {exc.__class__.__name__}: {exc}"
     if current != head:
         return False, f"at {current or 'no revision'}; the code needs {head}"
     return True, f"at head {head}"
 
 
-def health(engine: Engine, settings: Settings) -> dict[str, object]:
-    """Every check's result, and whether all passed."""
+# What anonymous callers learn of a failed check: which one, not the driver's message (that names
+# hosts and users; it goes to the log).
+PUBLIC_FAILURE = {
+    "database": "unreachable",
+    "broker": "unreachable",
+    "schema": "not at the code's revision: run `trainyard db upgrade`",
+}
+
+
+def health(engine: Engine, settings: Settings, detailed: bool = False) -> dict[str, object]:
+    """Every check's result, and whether all passed; the full details only when `detailed`."""
     checks = {
         "database": check_database(engine),
         "broker": check_broker(settings),
@@ -58,5 +68,11 @@ def health(engine: Engine, settings: Settings) -> dict[str, object]:
     }
     return {
         "ok": all(ok for ok, _ in checks.values()),
-        "checks": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in checks.items()},
+        "checks": {
+            name: {
+                "ok": ok,
+                "detail": detail if detailed else ("ok" if ok else PUBLIC_FAILURE[name]),
+            }
+            for name, (ok, detail) in checks.items()
+        },
     }

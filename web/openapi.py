@@ -22,12 +22,14 @@ from web.schemas import ErrorOut
 REF = "#/components/schemas/{model}"
 ERRORS = {
     400: "Malformed request: bad JSON, an unknown or invalid query parameter.",
-    401: "A write without the right bearer token (only when the server has one set).",
+    401: "The token is needed: writes when the server sets one, reads too when it is private.",
+    403: "A cross-site write (the browser's Origin or Sec-Fetch-Site says so).",
     404: "No such run.",
     409: "The run's state does not allow this, or an Idempotency-Key was reused differently.",
     413: "The body is over the size limit.",
-    415: "The body is not application/json.",
-    422: "A value fails the schema; `fields` names each one.",
+    415: "The body is not application/json (writes always send JSON, `{}` when empty).",
+    422: "A value fails the schema, or the job's estimated compute is over the limit.",
+    429: "The queue is full; `Retry-After` says when to try again.",
     503: "The broker is unreachable; the run was stored and marked failed.",
 }
 CSV = "text/csv"
@@ -184,7 +186,7 @@ def build_document(app: Flask) -> dict[str, Any]:
         }
         if contract["body"] is not None:
             item["requestBody"] = {
-                "required": False,
+                "required": True,
                 "content": {
                     "application/json": {
                         "schema": {"$ref": REF.format(model=contract["body"].__name__)}

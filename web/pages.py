@@ -10,29 +10,24 @@ from werkzeug.wrappers import Response
 
 from shared import views
 from shared.compare import compare_runs
-from shared.errors import BadRequest, TrainyardError
+from shared.errors import BadRequest, InvalidParams, TooManyRequests, TrainyardError
 from shared.filters import NUMERIC_PARAMS, SORT_FIELDS, RunQuery
 from shared.models import RunStatus
 from shared.params import PARAM_NAMES
 from shared.queries import get_run
 from shared.runs import request_cancel
-from web import parsing
-from web.database import app_settings, get_session
+from web import parsing, security
+from web.database import app_settings, dispatcher, get_session
 from web.digits import digit_data_uri
 from web.forms import RunForm, clone_data
-from web.queue import submit
 from web.schemas import ComparePageQuery, NewRunQuery
 
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("pages", __name__)
 
-# One colour per compared run (up to 20), shared by the tables and the overlaid curves.
-PALETTE = (
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-    "#bcbd22", "#7f7f7f", "#393b79", "#ad494a", "#637939", "#e6550d", "#7b4173", "#843c39",
-    "#3182bd", "#31a354", "#756bb1", "#636363",
-)  # fmt: skip
+# Compared runs take colours c0, c1, ... in order (app.css defines them; the charts read them).
+COLOURS = 20
 STATUSES = [status.value for status in RunStatus]
 # Hyperparameters the runs page offers as min/max ranges (the seed is filtered by value only).
 RANGE_PARAMS = [name for name in NUMERIC_PARAMS if name != "seed"]
@@ -49,6 +44,34 @@ def format_param(value: Any) -> str:
 @bp.get("/")
 def home() -> Response:
     return redirect(url_for("pages.runs"))
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """The site's icon (browsers ask for it on every page)."""
+    return current_app.send_static_file("favicon.svg")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> str | Response | tuple[str, int]:
+    """Sign in with the token; the session then opens every dashboard write."""
+    target = security.safe_next(request.values.get("next"))
+    if not app_settings().api_token:
+        return redirect(target)
+    failed = False
+    if request.method == "POST":
+        if security.sign_in(request.form.get("token", "")):
+            return redirect(target, 303)
+        failed = True
+    context = {"next": target, "failed": failed, "private": app_settings().private}
+    return render_template("login.html", **context), 401 if failed else 200
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    security.sign_out()
+    flash("Signed out.")
+    return redirect(url_for("pages.runs"), 303)
 
 
 @bp.get("/runs")
@@ -84,17 +107,19 @@ def new_run() -> str | Response | tuple[str, int]:
         clone_data(get_run(get_session(), source)) if source and request.method == "GET" else None
     )
     form = RunForm(data=cloned) if cloned else RunForm()
+    refused = None
     if form.validate_on_submit():
         params = form.validate_params()
         if params is not None:
-            session = get_session()
-            run, _ = submit(
-                current_app.extensions["trainyard.producer"], session, params, form.name.data
-            )
-            flash(f"Run {run.id} queued.")
-            return redirect(url_for("pages.run", run_id=run.id))
-    status = 422 if request.method == "POST" else 200
-    return render_template("new.html", form=form, cloned=source), status
+            try:
+                run, _ = dispatcher().submit(get_session(), params, form.name.data)
+            except (InvalidParams, TooManyRequests) as exc:  # too costly, or the queue is full
+                refused = exc
+            else:
+                flash(f"Run {run.id} queued.")
+                return redirect(url_for("pages.run", run_id=run.id))
+    status = refused.status if refused else 422 if request.method == "POST" else 200
+    return render_template("new.html", form=form, cloned=source, refused=refused), status
 
 
 def evaluation_view(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -191,12 +216,9 @@ def compare() -> str:
                 "known": len(known),
             }
         )
-    colours = {run["id"]: PALETTE[i % len(PALETTE)] for i, run in enumerate(comparison.runs)}
+    colours = {run["id"]: i % COLOURS for i, run in enumerate(comparison.runs)}
     chart_data = {
-        "runs": [
-            {"id": run["id"], "name": run["name"], "colour": colours[run["id"]]}
-            for run in comparison.runs
-        ],
+        "runs": [{"id": run["id"], "name": run["name"]} for run in comparison.runs],
         "epochs": comparison.to_dict()["epochs"],
     }
     return render_template(

@@ -1,4 +1,4 @@
-"""Sending training jobs: the web's Celery producer, and submit as commit-then-enqueue."""
+"""Sending training jobs: admission (cost, queue room), commit-then-enqueue, the producer."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from sqlalchemy.orm import Session
 
 from shared.celery_config import TASK_NAME, celery_config, prepare_broker
 from shared.config import Settings
-from shared.errors import Conflict, TrainyardError
+from shared.cost import check_cost
+from shared.errors import Conflict, TooManyRequests, TrainyardError
 from shared.models import Run
 from shared.params import Hyperparams
-from shared.queries import find_by_idempotency_key
+from shared.queries import find_by_idempotency_key, queued_count
 from shared.runs import create_run, fail_unsent, mark_sent
 
 logger = logging.getLogger(__name__)
@@ -63,35 +64,58 @@ def _matches(run: Run, params: dict, name: str | None) -> bool:
     )
 
 
-def submit(
-    producer: Celery,
-    session: Session,
-    params: Hyperparams,
-    name: str | None = None,
-    idempotency_key: str | None = None,
-) -> tuple[Run, bool]:
-    """Create a run, commit it, then enqueue it; return (run, created).
+class Dispatcher:
+    """Submits runs: checks what they cost and how full the queue is, commits each run, then
+    sends its message."""
 
-    With an idempotency key seen before, return that run (created False) and send nothing.
-    """
-    if idempotency_key:
-        existing = find_by_idempotency_key(session, idempotency_key)
-        if existing is not None:
+    def __init__(self, settings: Settings) -> None:
+        self.producer = make_producer(settings)
+        self.settings = settings
+
+    def admit(self, session: Session, runs: list[Hyperparams]) -> None:
+        """Refuse, before anything is stored, runs over the compute limit (422) or beyond the
+        queue's room (429 with Retry-After)."""
+        for params in runs:
+            check_cost(params, self.settings.max_job_tflop)
+        waiting = queued_count(session)
+        room = self.settings.max_queued_runs - waiting
+        if len(runs) > room:
+            raise TooManyRequests(
+                f"the queue is full: {waiting} runs wait, at most "
+                f"{self.settings.max_queued_runs} may (TRAINYARD_MAX_QUEUED_RUNS); "
+                f"{len(runs)} more do not fit",
+                {"queue": f"room for {max(room, 0)} more run(s)"},
+            )
+
+    def submit(
+        self,
+        session: Session,
+        params: Hyperparams,
+        name: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[Run, bool]:
+        """Create a run, commit it, then enqueue it; return (run, created).
+
+        With an idempotency key seen before, return that run (created False) and send nothing.
+        """
+        if idempotency_key:
+            existing = find_by_idempotency_key(session, idempotency_key)
+            if existing is not None:
+                return _replay(existing, params, name)
+        self.admit(session, [params])
+        queue = self.producer.conf.task_default_queue
+        try:
+            run = create_run(session, params, name, idempotency_key, queue=queue)
+            session.commit()
+        except IntegrityError:
+            # A concurrent request with the same key won the race.
+            session.rollback()
+            existing = find_by_idempotency_key(session, idempotency_key or "")
+            if existing is None:
+                raise
             return _replay(existing, params, name)
-    try:
-        run = create_run(
-            session, params, name, idempotency_key, queue=producer.conf.task_default_queue
-        )
-        session.commit()
-    except IntegrityError:
-        # A concurrent request with the same key won the race.
-        session.rollback()
-        existing = find_by_idempotency_key(session, idempotency_key or "")
-        if existing is None:
-            raise
-        return _replay(existing, params, name)
-    enqueue(producer, session, run)
-    return run, True
+        enqueue(self.producer, session, run)
+        return run, True
 
 
 def _replay(run: Run, params: Hyperparams, name: str | None) -> tuple[Run, bool]:

@@ -13,32 +13,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from shared.filters import INT_TEXT, QueryModel, strict_text
 from shared.models import RunStatus
-from shared.params import INT32_MAX, Hyperparams
-
-
-def _storable(value: str | None) -> str | None:
-    """Reject text no database can store: NUL characters and lone surrogates."""
-    if value is None:
-        return value
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return value
-
-
-RunName = Annotated[
-    str | None,
-    Field(
-        None,
-        max_length=200,
-        pattern=r"^[^\x00]*$",
-        description="A label; one is made up from the params if empty.",
-    ),
-    AfterValidator(_storable),
-]
+from shared.params import INT32_MAX, Hyperparams, Name
 
 
 class SubmitRequest(BaseModel):
@@ -46,11 +21,17 @@ class SubmitRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: RunName = None
+    name: Name = None
     params: Hyperparams = Field(
         default_factory=Hyperparams,
         description="Hyperparameters; omitted ones take their defaults, the seed is drawn.",
     )
+
+
+class EmptyRequest(BaseModel):
+    """The body of an action that takes no arguments: `{}`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class CloneRequest(BaseModel):
@@ -58,7 +39,7 @@ class CloneRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: RunName = None
+    name: Name = None
     params: Hyperparams = Field(
         default_factory=Hyperparams,
         description="Overrides of the source run's hyperparameters; a new seed is drawn unless "

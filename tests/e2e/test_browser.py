@@ -42,11 +42,27 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
+# Everything the pages logged to the browser console: (page URL, type, text).
+CONSOLE: list[tuple[str, str, str]] = []
+
+
 def new_page(browser: Browser) -> Page:
-    """A page in a context of its own, so each tab counts as visible and keeps polling."""
+    """A page in a context of its own, so each tab counts as visible and keeps polling; its
+    console messages (CSP violations, failed loads) are kept in CONSOLE."""
     page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
     page.set_default_timeout(20_000)
+    page.on("console", lambda message: CONSOLE.append((page.url, message.type, message.text)))
     return page
+
+
+def assert_console_clean() -> None:
+    """No page broke its Content-Security-Policy or failed to load anything (a favicon...)."""
+    problems = [
+        entry
+        for entry in CONSOLE
+        if "Content Security Policy" in entry[2] or "Failed to load resource" in entry[2]
+    ]
+    assert problems == [], problems
 
 
 def submit_through_form(page: Page, base: str, name: str, normalize: bool) -> int:
@@ -80,7 +96,7 @@ def progress_of(page: Page, selector: str) -> dict[str, Any]:
         selector,
         """el => ({status: el.dataset.status, done: Number(el.dataset.epochsDone),
                    text: el.querySelector('.progress-text').textContent.trim(),
-                   width: el.querySelector('.bar span').style.width})""",
+                   bar: el.querySelector('progress').value / el.querySelector('progress').max})""",
     )
 
 
@@ -150,7 +166,7 @@ def test_submit_watch_and_compare_two_runs(
         "status": "succeeded",
         "done": EPOCHS,
         "text": f"epoch {EPOCHS} of {EPOCHS}",
-        "width": "100%",
+        "bar": 1.0,
     }
     # The runs page moved the bars of both runs the same way.
     for run_id, seen in seen_list.items():
@@ -226,3 +242,12 @@ def test_submit_watch_and_compare_two_runs(
     assert not compare.is_checked("input[name=normalize]")
     assert compare.input_value("input[name=train_samples]") == "60000"
     assert compare.input_value("input[name=seed]") == ""
+
+    # Every other page, for the console check: the headers forbid inline styles and scripts.
+    for path in ("/workers", "/api/docs", "/runs/new", f"/runs/{with_norm}"):
+        compare.goto(f"{live_server}{path}")
+        compare.wait_for_load_state("networkidle")
+    headers = compare.request.get(f"{live_server}/runs").headers
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
+    assert_console_clean()

@@ -10,7 +10,12 @@ import subprocess
 import sys
 from typing import Any
 
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
 from shared.config import Settings
+from shared.models import Run
+from tests.builders import make_run
 from tests.support import ROOT, settings_env
 
 TIMEOUT = 240
@@ -118,3 +123,21 @@ def test_cli_submits_follows_cancels_and_queries(
         live_server, settings, "runs", "export", "--format", "json", "--status", "cancelled"
     )
     assert [r["id"] for r in json.loads(as_json.stdout)] == [long_id]
+
+
+def test_names_reach_the_terminal_and_spreadsheets_harmless(
+    settings: Settings, live_server: str, session: Session
+) -> None:
+    """A formula-like name is quoted in CSV; a name stored before control characters were refused
+    (written straight to the store here) is shown escaped, never sent to the terminal raw."""
+    formula = make_run(session, name='=HYPERLINK("http://evil")')
+    legacy = make_run(session, name="plain")
+    session.execute(update(Run).where(Run.id == legacy.id).values(name="clear\x1b[2Jscreen"))
+    session.commit()
+    exported = trainyard(live_server, settings, "runs", "export", "--format", "csv")
+    names = {int(r["id"]): r["name"] for r in csv.DictReader(io.StringIO(exported.stdout))}
+    assert names[formula.id] == '\'=HYPERLINK("http://evil")'
+    listed = trainyard(live_server, settings, "runs", "list")
+    shown = trainyard(live_server, settings, "runs", "show", str(legacy.id))
+    for output in (listed.stdout, shown.stdout):
+        assert "\x1b" not in output and "clear\\x1b[2Jscreen" in output

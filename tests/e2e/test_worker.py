@@ -161,7 +161,7 @@ def test_a_cancelled_queued_run_never_starts(
     idle = settings.with_overrides(queue=f"{settings.queue}-cancel")
     client = _client_for(idle)
     run_id = submit(client, train_samples=500, epochs=1)
-    assert client.post(f"/api/runs/{run_id}/cancel").status_code == 202
+    assert client.post(f"/api/runs/{run_id}/cancel", json={}).status_code == 202
     backlog = redis.Redis.from_url(settings.broker_url).llen(idle.queue)
     assert backlog == 1
     with worker_process(idle, name="cancel-worker"):

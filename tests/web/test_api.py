@@ -148,7 +148,7 @@ def test_writes_need_the_token_when_one_is_set(
     run = make_run(session, epochs=1)
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
         assert_error(secured.post("/api/runs", json={}, headers=headers), 401, "Authorization")
-        assert_error(secured.post(f"/api/runs/{run.id}/cancel", headers=headers), 401)
+        assert_error(secured.post(f"/api/runs/{run.id}/cancel", json={}, headers=headers), 401)
         assert_error(secured.post(f"/api/runs/{run.id}/clone", json={}, headers=headers), 401)
     assert count_runs(session) == 1
     assert messages(settings, queue_name) == 0
@@ -185,7 +185,7 @@ def test_show_returns_everything_known_about_a_finished_run(
 def test_unknown_runs_are_404(api: FlaskClient) -> None:
     for path in ("/api/runs/999", "/api/runs/999/metrics", "/api/runs/99999999999999999999"):
         assert_error(api.get(path), 404)
-    assert_error(api.post("/api/runs/999/cancel"), 404)
+    assert_error(api.post("/api/runs/999/cancel", json={}), 404)
     assert_error(api.post("/api/runs/999/clone", json={}), 404)
 
 
@@ -206,10 +206,10 @@ def test_metrics_as_json_and_as_csv(api: FlaskClient, session: Session) -> None:
 
 def test_cancel_a_queued_run_then_409_once_finished(api: FlaskClient, session: Session) -> None:
     run = make_run(session)
-    response = api.post(f"/api/runs/{run.id}/cancel")
+    response = api.post(f"/api/runs/{run.id}/cancel", json={})
     assert response.status_code == 202
     assert as_json(RunDetail, response.get_json())["status"] == "cancelled"
-    assert_error(api.post(f"/api/runs/{run.id}/cancel"), 409, "status")
+    assert_error(api.post(f"/api/runs/{run.id}/cancel", json={}), 409, "status")
 
 
 def test_clone_copies_params_applies_overrides_and_draws_a_new_seed(
@@ -227,7 +227,8 @@ def test_clone_copies_params_applies_overrides_and_draws_a_new_seed(
         f"/api/runs/{source.id}/clone", json={"name": "again", "params": {"seed": 7}}
     )
     assert same_seed.get_json()["params"]["seed"] == 7 and same_seed.get_json()["name"] == "again"
-    assert api.post(f"/api/runs/{source.id}/clone").status_code == 202  # no body at all
+    assert api.post(f"/api/runs/{source.id}/clone", json={}).status_code == 202  # an empty body
+    assert_error(api.post(f"/api/runs/{source.id}/clone"), 415, "Content-Type")  # no JSON at all
     assert messages(settings, queue_name) == 3
     assert_error(
         api.post(f"/api/runs/{source.id}/clone", json={"params": {"epochs": 0}}),

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from shared.config import Settings
 from shared.models import Run, RunStatus
 from shared.params import Hyperparams
-from tests.support import create_test_app, web_process
+from tests.support import create_test_app, csrf_token, form_data, web_process
 
 
 def queued_messages(settings: Settings) -> int:
@@ -49,32 +49,6 @@ def client(queue: Settings) -> FlaskClient:
     app = create_test_app(queue)
     app.config["WTF_CSRF_ENABLED"] = False
     return app.test_client()
-
-
-def csrf_token(client: FlaskClient) -> str:
-    page = client.get("/runs/new").get_data(as_text=True)
-    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
-    assert match, "the form carries a CSRF token"
-    return match.group(1)
-
-
-def form_data(token: str, **overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "csrf_token": token,
-        "name": "from the form",
-        "epochs": "5",
-        "batch_size": "32",
-        "learning_rate": "0.001",
-        "optimizer": "adam",
-        "hidden_units": "128",
-        "dropout": "0.2",
-        "normalize": "y",
-        "validation_split": "0.0",
-        "train_samples": "60000",
-        "seed": "",
-    }
-    data.update(overrides)
-    return {k: v for k, v in data.items() if v is not None}
 
 
 def test_the_form_shows_every_hyperparameter_with_its_default(csrf_app: Flask) -> None:

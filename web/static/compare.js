@@ -2,6 +2,11 @@
 (function () {
   "use strict";
   const data = JSON.parse(document.getElementById("compare-data").textContent);
+  // Each run's colour is its swatch's, from the stylesheet: one palette for tables and curves.
+  for (const run of data.runs) {
+    const swatch = document.querySelector(`.swatch[data-run-id="${run.id}"]`);
+    run.colour = swatch ? getComputedStyle(swatch).backgroundColor : "#888";
+  }
 
   function datasets(key, valKey) {
     const out = [];

@@ -18,10 +18,9 @@ window.Trainyard = (function () {
     el.dataset.status = run.status;
     el.dataset.epochsDone = run.epochs_done;
     el.dataset.epochsTotal = run.epochs_total;
-    const pct = run.epochs_total ? (100 * run.epochs_done) / run.epochs_total : 0;
-    const bar = el.querySelector(".bar");
-    bar.setAttribute("aria-valuenow", run.epochs_done);
-    bar.querySelector("span").style.width = pct.toFixed(1) + "%";
+    const bar = el.querySelector("progress");
+    bar.max = run.epochs_total || 1;
+    bar.value = run.epochs_done;
     el.querySelector(".progress-text").textContent =
       run.status === "queued"
         ? "queued" + (run.queue_position ? " · #" + run.queue_position + " in queue" : "")

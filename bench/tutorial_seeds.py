@@ -25,9 +25,9 @@ def main() -> None:
 
     from worker.training.data import load_mnist
     from worker.training.model import train
-    from worker.training.runtime import available_cpus, init_tensorflow
+    from worker.training.runtime import init_tensorflow
 
-    init_tensorflow(available_cpus())
+    init_tensorflow(1)
     data = load_mnist(mnist_dir())
     for normalize in (True, False):
         accuracies = []

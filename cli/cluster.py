@@ -14,6 +14,7 @@ import click
 
 from cli.supervisor import run_together, trainyard
 from shared.config import Settings, child_env, get_settings
+from shared.cpus import available_cpus
 from shared.pgadmin import ensure_database
 
 logger = logging.getLogger(__name__)
@@ -47,22 +48,26 @@ def cluster_settings(settings: Settings, workers: int) -> Settings:
     settings = settings.with_overrides(concurrency=1)
     if settings.tf_threads:
         return settings
-    from worker.training.runtime import available_cpus  # no TensorFlow: just CPU counting
-
     return settings.with_overrides(tf_threads=max(1, available_cpus() // workers))
 
 
 @click.command()
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(1, 64),
+    help="Worker processes, one job each [default: one per CPU].",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-def cluster(workers: int, host: str, port: int) -> None:
+def cluster(workers: int | None, host: str, port: int) -> None:
     """Run the compose topology as processes: migrate, then gunicorn and WORKERS Celery workers.
 
     Uses TRAINYARD_DATABASE_URL and TRAINYARD_BROKER_URL (`make cluster` points them at the local
     PostgreSQL and Redis). One Ctrl-C stops everything.
     """
     settings = get_settings()
+    workers = workers or available_cpus()
     if not settings.broker_url.startswith("redis"):
         logger.warning("broker %s is not Redis: workers will poll it slowly", settings.broker_url)
     ensure_database(settings.database_url)

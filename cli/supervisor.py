@@ -39,7 +39,7 @@ def worker_command(settings: Settings, hostname: str | None, loglevel: str = "IN
     command = [
         sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
         "--loglevel", loglevel,
-        "--concurrency", str(settings.concurrency),
+        "--concurrency", str(settings.jobs_at_once()),
         "--pool", "prefork",
         "--queues", settings.queue,
         "--without-gossip", "--without-mingle",

@@ -42,7 +42,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": False,
         "worker_prefetch_multiplier": 1,
-        "worker_concurrency": settings.concurrency,
+        "worker_concurrency": settings.jobs_at_once(),
         "worker_proc_alive_timeout": 120,  # importing TensorFlow in a new child takes seconds
         "worker_hijack_root_logger": False,
         "worker_send_task_events": is_redis,  # for Flower; the SQLite transport has no fanout

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from shared.cpus import available_cpus
+
 FALSE_WORDS = ("0", "false", "no", "off")
 
 
@@ -93,9 +95,10 @@ class Settings:
     checkpoint_max_bytes: int = field(
         default=64 * 1024 * 1024, metadata=env("TRAINYARD_CHECKPOINT_MAX_BYTES")
     )
-    # Jobs one worker runs at once (its pool processes).
-    concurrency: int = field(default=1, metadata=env("TRAINYARD_CONCURRENCY"))
-    # TensorFlow intra-op threads per worker process; 0 sizes them to the CPUs the process owns.
+    # Jobs one worker runs at once (its pool processes); 0: one per CPU the worker owns, which
+    # gives the most jobs an hour (`make bench` measures the layouts).
+    concurrency: int = field(default=0, metadata=env("TRAINYARD_CONCURRENCY"))
+    # TensorFlow intra-op threads per job; 0: the worker's CPUs shared among its jobs.
     tf_threads: int = field(default=0, metadata=env("TRAINYARD_TF_THREADS"))
     # Hard time limit of one training task, in seconds.
     task_time_limit: int = field(default=6 * 3600, metadata=env("TRAINYARD_TASK_TIME_LIMIT"))
@@ -137,6 +140,14 @@ class Settings:
     def with_overrides(self, **changes: object) -> Settings:
         """Return a copy with some settings changed."""
         return replace(self, **changes)
+
+    def jobs_at_once(self) -> int:
+        """The worker's pool size: the setting, or one job per CPU it owns."""
+        return self.concurrency or available_cpus()
+
+    def threads_per_job(self) -> int:
+        """TensorFlow's intra-op threads in each pool process."""
+        return self.tf_threads or max(1, available_cpus() // self.jobs_at_once())
 
     @property
     def mnist_cache_dir(self) -> Path:

@@ -83,12 +83,14 @@ class Node:
         self._register()
         self._thread = threading.Thread(target=self._loop, name="node", daemon=True)
         self._thread.start()
-        logger.info("worker %s registered (concurrency %d)", self.name, self.settings.concurrency)
+        logger.info(
+            "worker %s registered (concurrency %d)", self.name, self.settings.jobs_at_once()
+        )
 
     def _register(self) -> None:
         with self.store.session_scope() as session:
             register_worker(
-                session, self.name, socket.gethostname(), os.getpid(), self.settings.concurrency
+                session, self.name, socket.gethostname(), os.getpid(), self.settings.jobs_at_once()
             )
 
     def _loop(self) -> None:

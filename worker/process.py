@@ -58,9 +58,9 @@ def load_training(settings: Settings) -> Training:
     if _training is not None:
         return _training
     from worker.training.data import load_mnist, locate_mnist
-    from worker.training.runtime import available_cpus, init_tensorflow
+    from worker.training.runtime import init_tensorflow
 
-    threads = settings.tf_threads or max(1, available_cpus() // max(1, settings.concurrency))
+    threads = settings.threads_per_job()
     versions = init_tensorflow(threads)
     try:
         data, error = load_mnist(locate_mnist(settings)), None

@@ -69,7 +69,8 @@ def test_fenced_writes_of_an_old_attempt_are_refused(session: Session) -> None:
     record_epoch(session, new, epoch_record(2), b"fresh")
     session.commit()
     assert [(e.epoch, e.attempt) for e in epochs_of(session, run.id)] == [(1, 1), (2, 2)]
-    assert last_checkpoint(session, run.id).state == b"fresh"  # type: ignore[union-attr]
+    checkpoint = last_checkpoint(session, run.id)
+    assert checkpoint is not None and checkpoint.state == b"fresh"
 
 
 def test_an_epoch_rewritten_by_a_resumed_attempt_replaces_the_old_row(session: Session) -> None:

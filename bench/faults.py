@@ -1,0 +1,216 @@
+"""Inject each fault of the survival issue into a real stack and print what happened, and when.
+
+    python -m bench.faults
+
+Two single-job workers (the `trainyard cluster` layout) on the local Redis (or one of the bench's
+own, for the broker restart) and a throwaway PostgreSQL database, with the default heartbeat and
+lease. Each fault hits a run of the quickstart's recipe for 20 epochs while it trains.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from bench.stack import Layout, Stack, stack, wait
+from shared.models import Epoch, Run, RunStatus, utcnow
+from tests.support import RedisServer
+
+LONG = {"epochs": 20, "seed": 1}
+ROWS: list[tuple[str, str, str]] = []
+
+
+def report(fault: str, outcome: str, figure: str) -> None:
+    ROWS.append((fault, outcome, figure))
+    print(f"  {fault}: {outcome}; {figure}", flush=True)
+
+
+def holder(running: Stack, run_id: int, epochs: int = 2) -> Run:
+    """The run once it is running with `epochs` epochs done."""
+    return wait(
+        lambda: (
+            (run := running.run(run_id)).status == RunStatus.RUNNING
+            and run.epochs_done >= epochs
+            and run
+        ),
+        180,
+        f"run {run_id} to run {epochs} epochs",
+    )
+
+
+def node_of(running: Stack, run: Run) -> str:
+    return (run.worker or "").split("@")[0]
+
+
+def redone(running: Stack, run_id: int) -> int:
+    """Epochs a later attempt computed again (at most one per lost attempt is allowed)."""
+    with running.store.session_scope() as session:
+        rows = session.execute(select(Epoch.epoch, Epoch.attempt).where(Epoch.run_id == run_id))
+        by_attempt: dict[int, list[int]] = {}
+        for epoch, attempt in rows:
+            by_attempt.setdefault(attempt, []).append(epoch)
+    first = max(by_attempt.get(1, [0]))
+    return sum(1 for epoch in by_attempt.get(2, []) if epoch <= first)
+
+
+def taken_up(running: Stack, run_id: int, attempt: int = 2) -> Run:
+    return wait(
+        lambda: (
+            (run := running.run(run_id)).attempt >= attempt
+            and run.status == RunStatus.RUNNING
+            and run
+        ),
+        300,
+        f"run {run_id} to be taken up again",
+        every=0.1,
+    )
+
+
+def worker_killed(running: Stack) -> None:
+    run_id = running.submit(**LONG)
+    run = holder(running, run_id)
+    running.processes[node_of(running, run)].signal(signal.SIGKILL)
+    began = time.monotonic()
+    after = taken_up(running, run_id)
+    recovered = time.monotonic() - began
+    done = running.finished([run_id])[0]
+    report(
+        "worker SIGKILLed (host lost, OOM, docker kill)",
+        f"requeued when its lease ran out, resumed on {node_of(running, after)} from its "
+        f"checkpoint; {done.status.value}",
+        f"taken up {recovered:.1f} s after the kill; {redone(running, run_id)} epoch(s) computed twice",
+    )
+
+
+def child_killed(running: Stack) -> None:
+    run_id = running.submit(**LONG)
+    run = holder(running, run_id)
+    assert run.worker_pid
+    os.kill(run.worker_pid, signal.SIGKILL)
+    began = time.monotonic()
+    taken_up(running, run_id)
+    recovered = time.monotonic() - began
+    done = running.finished([run_id])[0]
+    report(
+        "pool process killed",
+        f"its node's sweep requeued it at once, resumed from the checkpoint; {done.status.value}",
+        f"taken up {recovered:.1f} s after the kill",
+    )
+
+
+def frozen(running: Stack) -> None:
+    run_id = running.submit(**LONG)
+    run = holder(running, run_id)
+    sleeper = running.processes[node_of(running, run)]
+    sleeper.signal(signal.SIGSTOP)
+    began = time.monotonic()
+    taken_up(running, run_id)
+    recovered = time.monotonic() - began
+    took_over = utcnow()
+    time.sleep(5)
+    sleeper.signal(signal.SIGCONT)
+    done = running.finished([run_id])[0]
+    with running.store.session_scope() as session:
+        late = session.scalar(
+            select(func.count())
+            .select_from(Epoch)
+            .where(Epoch.run_id == run_id, Epoch.attempt == 1, Epoch.recorded_at > took_over)
+        )
+    report(
+        "holder frozen past its lease (SIGSTOP), then woken",
+        f"taken over; the old attempt's writes refused, it stopped; {done.status.value} by "
+        f"{node_of(running, done)}",
+        f"taken up {recovered:.1f} s after the freeze; {late} late write(s) accepted",
+    )
+
+
+def terminated(running: Stack) -> None:
+    run_id = running.submit(**LONG)
+    run = holder(running, run_id)
+    leaving = running.processes[node_of(running, run)]
+    leaving.signal(signal.SIGTERM, group=False)
+    began = time.monotonic()
+    leaving.popen.wait(timeout=120)
+    exited = time.monotonic() - began
+    taken_up(running, run_id)
+    resumed = time.monotonic() - began
+    done = running.finished([run_id])[0]
+    report(
+        "worker stopped with SIGTERM (compose stop, upgrade)",
+        f"handed over: checkpoint, back in the queue, not a lost attempt "
+        f"({len(done.lost_attempts)} lost); {done.status.value}",
+        f"worker exited {exited:.1f} s after SIGTERM; resumed elsewhere after {resumed:.1f} s",
+    )
+
+
+def cancelled(running: Stack) -> None:
+    run_id = running.submit(**LONG)
+    holder(running, run_id)
+    began = time.monotonic()
+    running.client.cancel(run_id)
+    accepted = utcnow()
+    done = wait(lambda: (r := running.run(run_id)).status.finished and r, 30, "the cancel", 0.02)
+    took = time.monotonic() - began
+    with running.store.session_scope() as session:
+        late = session.scalar(
+            select(func.count())
+            .select_from(Epoch)
+            .where(Epoch.run_id == run_id, Epoch.recorded_at > accepted)
+        )
+    report(
+        "cancel a running run",
+        f"stopped after its current batch; {done.status.value}, epochs kept",
+        f"{took:.2f} s from the request; {late} epoch(s) recorded after it",
+    )
+
+
+def broker_lost(home: Path) -> None:
+    server = RedisServer(home / "redis")
+    server.start()
+    try:
+        with stack(home / "broker", Layout(2, 1, 1), broker_url=server.url) as running:
+            ids = [running.submit(train_samples=5000, epochs=2, seed=n) for n in range(20)]
+            server.kill()
+            server.start()
+            began = time.monotonic()
+            runs = running.finished(ids)
+            took = time.monotonic() - began
+    finally:
+        server.kill()
+    succeeded = sum(run.status == RunStatus.SUCCEEDED for run in runs)
+    twice = sum(run.attempt > 1 for run in runs)
+    report(
+        "Redis restarted without its data, 20 runs queued",
+        f"the sweeps sent the lost messages again; {succeeded}/20 succeeded",
+        f"all done {took:.0f} s after the restart; {twice} run(s) claimed twice",
+    )
+
+
+def main() -> None:
+    print("faults: each one injected into a stack of 2 workers (default heartbeat and lease)")
+    scenarios: list[Callable[[Stack], None]] = [
+        worker_killed,
+        child_killed,
+        frozen,
+        terminated,
+        cancelled,
+    ]
+    with tempfile.TemporaryDirectory(prefix="trainyard-faults-") as folder:
+        home = Path(folder)
+        for number, scenario in enumerate(scenarios):
+            with stack(home / str(number), Layout(2, 1, 1)) as running:
+                scenario(running)
+        broker_lost(home)
+    print("\n| fault | what trainyard does | measured |\n|---|---|---|")
+    for fault, outcome, figure in ROWS:
+        print(f"| {fault} | {outcome} | {figure} |")
+
+
+if __name__ == "__main__":
+    main()

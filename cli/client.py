@@ -104,6 +104,26 @@ class Client:
         query = {"ids": ",".join(map(str, ids)), "baseline": baseline}
         return self.request("GET", "/api/compare", query=query)
 
+    def submit_study(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Queue a study; return its summary."""
+        return self.request("POST", "/api/studies", body)
+
+    def study(self, study_id: int, baseline: int | None = None) -> dict[str, Any]:
+        """Return a study's summary, compared with configuration `baseline`."""
+        return self.request("GET", f"/api/studies/{study_id}", query={"baseline": baseline})
+
+    def studies(self) -> dict[str, Any]:
+        """Return the newest studies."""
+        return self.request("GET", "/api/studies")
+
+    def cancel_study(self, study_id: int) -> dict[str, Any]:
+        """Cancel a study's unfinished runs; return its summary."""
+        return self.request("POST", f"/api/studies/{study_id}/cancel", {})
+
+    def add_replicates(self, study_id: int, seeds: int) -> dict[str, Any]:
+        """Queue more seeds of every configuration; return the study's summary."""
+        return self.request("POST", f"/api/studies/{study_id}/replicates", {"seeds": seeds})
+
     def cancel(self, run_id: int) -> dict[str, Any]:
         """Cancel a run (or ask a running one to stop); return it."""
         return self.request("POST", f"/api/runs/{run_id}/cancel", {})

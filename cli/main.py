@@ -9,6 +9,7 @@ import click
 
 from cli import remote
 from cli.cluster import cluster
+from cli.studies import study
 from cli.supervisor import run_together, web_command, worker_command
 from shared.config import child_env, get_settings
 
@@ -127,6 +128,7 @@ def up(host: str, port: int) -> None:
 
 
 main.add_command(cluster)
+main.add_command(study)
 remote.register(main)
 
 if __name__ == "__main__":

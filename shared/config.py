@@ -81,6 +81,8 @@ class Settings:
     trusted_proxies: int = field(default=0, metadata=env("TRAINYARD_TRUSTED_PROXIES"))
     # Runs that may wait in the queue at once; a submit beyond it gets 429.
     max_queued_runs: int = field(default=1000, metadata=env("TRAINYARD_MAX_QUEUED_RUNS"))
+    # Most runs one study may queue at once (configurations x seeds).
+    max_study_runs: int = field(default=200, metadata=env("TRAINYARD_MAX_STUDY_RUNS"))
     # Largest estimated compute of one job, in TFLOP-equivalents (see shared/cost.py).
     max_job_tflop: float = field(default=400.0, metadata=env("TRAINYARD_MAX_JOB_TFLOP"))
     # Largest request body the web app accepts, in bytes.

@@ -132,6 +132,7 @@ class RunQueryBase(QueryModel):
     )
     test_accuracy_min: QueryFloat | None = Field(None, description="Lowest final test accuracy.")
     test_accuracy_max: QueryFloat | None = Field(None, description="Highest final test accuracy.")
+    study_id: QueryInt | None = Field(None, description="Runs of this study.")
     created_after: QueryTime | None = Field(
         None, description="Created at or after (ISO 8601; UTC when no zone is given)."
     )
@@ -179,6 +180,8 @@ def apply_filters(statement: Select[Any], query: BaseModel) -> Select[Any]:
         statement = statement.where(Run.test_accuracy >= values["test_accuracy_min"])
     if "test_accuracy_max" in values:
         statement = statement.where(Run.test_accuracy <= values["test_accuracy_max"])
+    if "study_id" in values:
+        statement = statement.where(Run.study_id == values["study_id"])
     if "created_after" in values:
         statement = statement.where(Run.created_at >= values["created_after"])
     if "created_before" in values:

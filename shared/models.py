@@ -144,6 +144,12 @@ class Run(Base):
     test_accuracy: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
 
+    # The study this run is a replicate of, and which of its configurations it trains.
+    study_id: Mapped[int | None] = mapped_column(
+        ForeignKey("studies.id", ondelete="SET NULL"), index=True
+    )
+    config: Mapped[int | None] = mapped_column(Integer)
+
     # Reproducibility record: what produced these figures.
     tensorflow_version: Mapped[str | None] = mapped_column(String(32))
     keras_version: Mapped[str | None] = mapped_column(String(32))
@@ -163,6 +169,27 @@ class Run(Base):
     def params(self) -> dict[str, Any]:
         """The run's hyperparameters as a plain dict, in the schema's order."""
         return {name: getattr(self, name) for name in PARAM_NAMES}
+
+
+class Study(Base):
+    """A named set of runs: configurations (a grid or a random sample of hyperparameters over a
+    base) times seed replicates, submitted as one unit and summarized with honest statistics."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    # The hyperparameters every configuration starts from (seed excluded: it is the replicate).
+    base_params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # How the configurations were made: {"grid": {...}} or {"sample": {...}}, as submitted.
+    design: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The hyperparameters that vary, and each configuration's values of them, in order.
+    varied: Mapped[list[str]] = mapped_column(JSON)
+    configs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # Replicate k of every configuration trains with seed first_seed + k.
+    first_seed: Mapped[int] = mapped_column(Integer)
+    replicates: Mapped[int] = mapped_column(Integer)
 
 
 class Epoch(Base):

@@ -95,6 +95,8 @@ def run_to_dict(
         "test_accuracy": run.test_accuracy,
         "error": run.error,
         "lost_attempts": run.lost_attempts or [],
+        "study_id": run.study_id,
+        "config": run.config,
         "reproducibility": {
             "seed": run.seed,
             "tensorflow": run.tensorflow_version,

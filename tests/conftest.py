@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
@@ -22,7 +23,7 @@ from shared.db import Store
 from shared.migrate import upgrade
 from shared.models import Base
 from shared.pgadmin import scratch_database
-from tests.support import REDIS_URL, create_test_app, mnist_dir
+from tests.support import CHROMIUM_ARGS, REDIS_URL, create_test_app, mnist_dir
 
 
 @pytest.fixture(scope="session")
@@ -115,3 +116,15 @@ def live_server(migrated: Settings) -> Iterator[str]:
 
     with web_process(migrated) as url:
         yield url
+
+
+@pytest.fixture()
+def browser() -> Iterator[Browser]:
+    """Headless Debian Chromium, driven by Playwright."""
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()

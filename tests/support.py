@@ -17,12 +17,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask
 from flask.testing import FlaskClient
 
 from shared.config import Settings, child_env
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 ROOT = Path(__file__).resolve().parent.parent
 # The broker worker tests use: the machine's Redis unless TRAINYARD_TEST_BROKER_URL names another.
@@ -324,3 +327,36 @@ def form_data(token: str, **overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+# Everything the pages logged to the browser console: (page URL, type, text).
+CONSOLE: list[tuple[str, str, str]] = []
+
+
+def new_page(browser: Browser) -> Page:
+    """A page in a context of its own, so each tab counts as visible and keeps polling; its
+    console messages (CSP violations, failed loads) are kept in CONSOLE."""
+    page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
+    page.set_default_timeout(20_000)
+    page.on("console", lambda message: CONSOLE.append((page.url, message.type, message.text)))
+    return page
+
+
+def assert_console_clean() -> None:
+    """No page broke its Content-Security-Policy or failed to load anything (a favicon...)."""
+    problems = [
+        entry
+        for entry in CONSOLE
+        if "Content Security Policy" in entry[2] or "Failed to load resource" in entry[2]
+    ]
+    assert problems == [], problems

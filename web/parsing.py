@@ -6,7 +6,7 @@ value means the same thing wherever it arrives and a bad one is refused with the
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from flask import request
 from pydantic import BaseModel, ValidationError
@@ -14,14 +14,9 @@ from werkzeug.datastructures import MultiDict
 
 from shared.errors import BadRequest, InvalidParams, UnsupportedMediaType, field_errors
 from shared.filters import QueryModel
-from shared.params import Hyperparams
 
 Q = TypeVar("Q", bound=QueryModel)
 B = TypeVar("B", bound=BaseModel)
-
-INT_PARAMS = frozenset(
-    name for name, info in Hyperparams.model_fields.items() if info.annotation in (int, int | None)
-)
 
 
 def _kept(values: list[str], from_form: bool) -> list[str]:
@@ -79,22 +74,25 @@ def json_object() -> dict[str, Any]:
     return data
 
 
-def _integral(params: dict[str, Any]) -> dict[str, Any]:
-    """Read 3.0 as 3 for integer fields, as JSON Schema does (strict pydantic would refuse it)."""
-    return {
-        key: int(value)
-        if key in INT_PARAMS and isinstance(value, float) and value.is_integer()
-        else value
-        for key, value in params.items()
-    }
+def _integral(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """Read 3.0 as 3 for integer fields, as JSON Schema does (strict pydantic would refuse it),
+    in nested models too."""
+    out = dict(data)
+    for name, info in model.model_fields.items():
+        value = out.get(name)
+        kinds = get_args(info.annotation) or (info.annotation,)
+        if int in kinds and isinstance(value, float) and value.is_integer():
+            out[name] = int(value)
+        elif isinstance(value, dict):
+            nested = [k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)]
+            if nested:
+                out[name] = _integral(nested[0], value)
+    return out
 
 
 def body(model: type[B]) -> B:
     """Validate the JSON body strictly against `model`, raising 422 that names each bad field."""
-    data = json_object()
-    params = data.get("params")
-    if isinstance(params, dict):
-        data = {**data, "params": _integral(params)}
+    data = _integral(model, json_object())
     try:
         # Strict: a JSON body has real types, so "3" for an int or 0 for a bool is a mistake.
         return model.model_validate(data, strict=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 
 from celery import Celery
 from sqlalchemy.exc import IntegrityError
@@ -12,10 +13,12 @@ from shared.celery_config import TASK_NAME, celery_config, prepare_broker
 from shared.config import Settings
 from shared.cost import check_cost
 from shared.errors import Conflict, TooManyRequests, TrainyardError
-from shared.models import Run
-from shared.params import Hyperparams
+from shared.models import Run, Study
+from shared.params import INT32_MAX, Hyperparams
 from shared.queries import find_by_idempotency_key, queued_count
 from shared.runs import create_run, fail_unsent, mark_sent
+from shared.studies import add_replicates, create_study, replicate_params, study_runs
+from shared.study_design import StudyRequest, expand
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +119,47 @@ class Dispatcher:
             return _replay(existing, params, name)
         enqueue(self.producer, session, run)
         return run, True
+
+    def submit_study(self, session: Session, request: StudyRequest) -> Study:
+        """Expand the study, admit all its runs, commit them, then send their messages."""
+        seed = request.params.seed
+        first_seed = seed if seed is not None else random.randint(0, INT32_MAX)
+        configs, runs = expand(request, first_seed, self.settings.max_study_runs)
+        self.admit(session, [params for _, params in runs])
+        study, rows = create_study(
+            session, request.name, request.base(), request.design(), request.varied(),
+            configs, runs, first_seed, request.seeds, self.producer.conf.task_default_queue,
+        )  # fmt: skip
+        session.commit()
+        self._send_all(session, rows)
+        return study
+
+    def add_replicates(self, session: Session, study: Study, seeds: int) -> list[Run]:
+        """Add `seeds` replicates to every configuration of the study and queue them."""
+        runs = replicate_params(study, seeds)
+        existing = len(study_runs(session, study.id))
+        if existing + len(runs) > self.settings.max_study_runs:
+            raise Conflict(
+                f"the study has {existing} runs; {len(runs)} more would take it over "
+                f"{self.settings.max_study_runs} (TRAINYARD_MAX_STUDY_RUNS)",
+                {"seeds": "too many replicates for this study"},
+            )
+        self.admit(session, [params for _, params in runs])
+        rows = add_replicates(session, study, runs, seeds, self.producer.conf.task_default_queue)
+        session.commit()
+        self._send_all(session, rows)
+        return rows
+
+    def _send_all(self, session: Session, runs: list[Run]) -> None:
+        """Send each committed run's message; if the broker goes down, fail the unsent ones."""
+        for number, run in enumerate(runs):
+            try:
+                enqueue(self.producer, session, run)
+            except BrokerUnavailable:
+                for unsent in runs[number + 1 :]:
+                    fail_unsent(session, unsent.id, "could not enqueue: the broker is unreachable")
+                session.commit()
+                raise
 
 
 def _replay(run: Run, params: Hyperparams, name: str | None) -> tuple[Run, bool]:

@@ -162,6 +162,8 @@ class RunOut(BaseModel):
     test_accuracy: float | None
     error: str | None
     lost_attempts: list[LostAttempt] = Field(description="Attempts whose worker was lost.")
+    study_id: int | None = Field(description="The study it is a replicate of, if any.")
+    config: int | None = Field(description="Which of its study's configurations it trains.")
     reproducibility: Reproducibility
 
 
@@ -311,3 +313,142 @@ class ErrorOut(BaseModel):
 def as_json(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
     """Validate `data` against a response model (tests use it to pin serializers to the document)."""
     return model.model_validate(data).model_dump(mode="json")
+
+
+# Studies.
+
+
+class ReplicatesRequest(BaseModel):
+    """Body of POST /api/studies/{id}/replicates."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    seeds: int = Field(ge=1, le=20, description="Replicates to add to every configuration.")
+
+
+class StudyQuery(QueryModel):
+    """Query of GET /api/studies/{id} and the study page."""
+
+    baseline: Annotated[int, Field(ge=0, le=10_000), strict_text(INT_TEXT, "an integer")] | None = (
+        Field(None, description="Index of the configuration the others are compared with (0).")
+    )
+
+
+class StudyListQuery(QueryModel):
+    """Query of GET /api/studies."""
+
+    page: Annotated[int, Field(ge=1, le=1_000_000), strict_text(INT_TEXT, "an integer")] = 1
+    limit: Annotated[int, Field(ge=1, le=200), strict_text(INT_TEXT, "an integer")] = 50
+
+
+class StudyRunsQuery(QueryModel):
+    """Query of GET /api/studies/{id}/runs."""
+
+    format: Literal["json", "csv"] | None = Field(
+        None, description="`csv` answers text/csv (as does `Accept: text/csv`)."
+    )
+
+
+class Statistic(BaseModel):
+    """A metric over a configuration's succeeded runs."""
+
+    n: int
+    mean: float | None
+    std: float | None = Field(description="Sample standard deviation (n - 1).")
+    ci95: list[float] | None = Field(description="95% interval of the mean (Student's t).")
+
+
+class CurvePoint(BaseModel):
+    """One epoch of a mean learning curve."""
+
+    epoch: int
+    mean: float
+    std: float | None
+    n: int
+
+
+class Configuration(BaseModel):
+    """One configuration of a study: its varied values, runs and figures."""
+
+    index: int
+    label: str
+    params: dict[str, Any] = Field(description="The varied hyperparameters' values.")
+    run_ids: list[int]
+    runs: int
+    n: int = Field(description="Succeeded runs: the statistics are theirs.")
+    test_accuracy: Statistic
+    test_loss: Statistic
+    curves: dict[str, list[CurvePoint]] = Field(
+        description="Per curve (loss, accuracy, val_loss, val_accuracy): mean and spread by epoch."
+    )
+
+
+class ComparisonOut(BaseModel):
+    """A configuration against the baseline, by Welch's unequal-variance t-test."""
+
+    config: int
+    baseline: int
+    metric: Literal["test_accuracy", "test_loss"]
+    difference: float | None = Field(description="mean(config) - mean(baseline).")
+    ci95: list[float] | None = Field(description="95% interval of the difference (Welch).")
+    p_value: float | None
+    n: int
+    n_baseline: int
+    verdict: str = Field(description="The comparison in plain words.")
+
+
+class StudyOut(BaseModel):
+    """A study's summary line."""
+
+    id: int
+    name: str
+    created_at: datetime
+    status: Literal["queued", "running", "finished", "cancelled"]
+    counts: dict[str, int] = Field(description="Its runs by status.")
+    runs: int
+    base_params: dict[str, Any]
+    design: dict[str, Any] = Field(description="The grid or sample that made its configurations.")
+    varied: list[str]
+    configs: int
+    replicates: int = Field(description="Seeds per configuration.")
+    first_seed: int
+
+
+class StudyDetail(StudyOut):
+    """A study, its configurations' statistics and the comparisons with the baseline."""
+
+    baseline: int
+    test: str
+    configurations: list[Configuration]
+    comparisons: list[ComparisonOut]
+
+
+class StudyList(BaseModel):
+    """One page of studies, newest first."""
+
+    studies: list[StudyOut]
+    total: int
+    page: int
+    limit: int
+
+
+class StudyRun(BaseModel):
+    """One run of a study, as its per-run table shows it."""
+
+    run_id: int
+    config: int
+    label: str
+    params: dict[str, Any]
+    seed: int
+    status: RunStatus
+    epochs_done: int
+    test_accuracy: float | None
+    test_loss: float | None
+    duration_seconds: float | None
+
+
+class StudyRuns(BaseModel):
+    """A study's runs, one row each."""
+
+    study_id: int
+    runs: list[StudyRun]

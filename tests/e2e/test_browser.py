@@ -7,62 +7,20 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from shared.config import Settings
-from tests.support import ROOT
+from tests.support import ROOT, assert_console_clean, new_page
 
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 EPOCHS = 6
 FINISHED = ("succeeded", "failed", "cancelled")
-
-
-@pytest.fixture()
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
-
-
-# Everything the pages logged to the browser console: (page URL, type, text).
-CONSOLE: list[tuple[str, str, str]] = []
-
-
-def new_page(browser: Browser) -> Page:
-    """A page in a context of its own, so each tab counts as visible and keeps polling; its
-    console messages (CSP violations, failed loads) are kept in CONSOLE."""
-    page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
-    page.set_default_timeout(20_000)
-    page.on("console", lambda message: CONSOLE.append((page.url, message.type, message.text)))
-    return page
-
-
-def assert_console_clean() -> None:
-    """No page broke its Content-Security-Policy or failed to load anything (a favicon...)."""
-    problems = [
-        entry
-        for entry in CONSOLE
-        if "Content Security Policy" in entry[2] or "Failed to load resource" in entry[2]
-    ]
-    assert problems == [], problems
 
 
 def submit_through_form(page: Page, base: str, name: str, normalize: bool) -> int:

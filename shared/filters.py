@@ -103,7 +103,20 @@ def _sort_key(value: str) -> str:
     return value
 
 
-SortKey = Annotated[str, AfterValidator(_sort_key), Field(json_schema_extra={"enum": SORT_KEYS})]
+SortKey = Annotated[
+    str,
+    AfterValidator(_sort_key),
+    Field(
+        json_schema_extra={
+            "enum": SORT_KEYS,
+            # Names generated clients give the values: `test_accuracy` and `TEST_ACCURACY_DESC`.
+            "x-enum-varnames": [
+                key.lstrip("-").upper() + ("_DESC" if key.startswith("-") else "")
+                for key in SORT_KEYS
+            ],
+        }
+    ),
+]
 
 
 class QueryModel(BaseModel):

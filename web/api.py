@@ -63,6 +63,8 @@ def _accepted(run_id: int, created: bool = True) -> tuple[Response, int, dict[st
     body=SubmitRequest,
     secured=True,
     headers={"Location": "The run's URL.", "Idempotent-Replayed": "`true` on a replay."},
+    operation_id="submitRun",
+    tag="runs",
 )
 def create() -> tuple[Response, int, dict[str, str]]:
     """Queue a training run: 202 with the run. A retry with the same Idempotency-Key returns the
@@ -78,7 +80,13 @@ def create() -> tuple[Response, int, dict[str, str]]:
 
 
 @bp.get("/runs")
-@operation("List runs", {200: RunList, 400: ERRORS[400]}, query=RunQuery)
+@operation(
+    "List runs",
+    {200: RunList, 400: ERRORS[400]},
+    query=RunQuery,
+    operation_id="listRuns",
+    tag="runs",
+)
 def index() -> Response:
     """Runs matching the filters, sorted, one page at a time, with the total that matched."""
     page, rows = views.runs_page(get_session(), parsing.query(RunQuery))
@@ -94,7 +102,7 @@ def index() -> Response:
 
 
 @bp.get("/runs/<int:run_id>")
-@operation("Show a run", {200: RunDetail, 404: ERRORS[404]})
+@operation("Show a run", {200: RunDetail, 404: ERRORS[404]}, operation_id="getRun", tag="runs")
 def show(run_id: int) -> Response:
     """Everything known about a run, with its evaluation once it succeeded."""
     return jsonify(views.run_detail(get_session(), run_id))
@@ -106,6 +114,8 @@ def show(run_id: int) -> Response:
     {200: MetricsOut, 400: ERRORS[400], 404: ERRORS[404]},
     query=MetricsQuery,
     csv=True,
+    operation_id="getRunMetrics",
+    tag="runs",
 )
 def metrics(run_id: int) -> Response:
     """The per-epoch series; CSV with `?format=csv` or `Accept: text/csv`."""
@@ -130,7 +140,12 @@ def metrics(run_id: int) -> Response:
 
 
 @bp.get("/runs/<int:run_id>/model")
-@operation("Download a run's trained model", {200: KERAS_FILE, 404: ERRORS[404], 409: ERRORS[409]})
+@operation(
+    "Download a run's trained model",
+    {200: KERAS_FILE, 404: ERRORS[404], 409: ERRORS[409]},
+    operation_id="getRunModel",
+    tag="runs",
+)
 def model(run_id: int) -> Response:
     """The final model of a succeeded run as a `.keras` file: `keras.models.load_model` opens
     it, and it takes raw 28x28 pixels (0-255), its run's scaling built in."""
@@ -147,6 +162,8 @@ def model(run_id: int) -> Response:
     {202: RunDetail, 400: ERRORS[400], 404: ERRORS[404], 409: ERRORS[409], **WRITE_ERRORS},
     body=EmptyRequest,
     secured=True,
+    operation_id="cancelRun",
+    tag="runs",
 )
 def cancel(run_id: int) -> tuple[Response, int]:
     """Cancel a queued run at once, or ask a running one to stop; 409 once it has finished."""
@@ -165,6 +182,8 @@ def cancel(run_id: int) -> tuple[Response, int]:
     body=CloneRequest,
     secured=True,
     headers={"Location": "The new run's URL."},
+    operation_id="cloneRun",
+    tag="runs",
 )
 def clone(run_id: int) -> tuple[Response, int, dict[str, str]]:
     """Queue a new run with this run's hyperparameters and the given overrides; a new seed is
@@ -181,7 +200,11 @@ def clone(run_id: int) -> tuple[Response, int, dict[str, str]]:
 
 @bp.get("/compare")
 @operation(
-    "Compare runs", {200: CompareOut, 400: ERRORS[400], 404: ERRORS[404]}, query=CompareQuery
+    "Compare runs",
+    {200: CompareOut, 400: ERRORS[400], 404: ERRORS[404]},
+    query=CompareQuery,
+    operation_id="compareRuns",
+    tag="runs",
 )
 def compare() -> Response:
     """Runs side by side: hyperparameters with the differing ones named, final figures, deltas
@@ -191,7 +214,7 @@ def compare() -> Response:
 
 
 @bp.get("/queue")
-@operation("The queue", {200: QueueOut, 400: ERRORS[400]})
+@operation("The queue", {200: QueueOut, 400: ERRORS[400]}, operation_id="getQueue", tag="cluster")
 def queue() -> Response:
     """Queued runs, next to run first, each with its position."""
     parsing.query(NoQuery)
@@ -200,7 +223,13 @@ def queue() -> Response:
 
 
 @bp.get("/workers")
-@operation("Workers", {200: WorkersOut, 400: ERRORS[400]}, query=WorkersQuery)
+@operation(
+    "Workers",
+    {200: WorkersOut, 400: ERRORS[400]},
+    query=WorkersQuery,
+    operation_id="listWorkers",
+    tag="cluster",
+)
 def workers() -> Response:
     """Workers alive now (`all=1`: every registered one), with the runs each holds."""
     query = parsing.query(WorkersQuery)
@@ -209,7 +238,12 @@ def workers() -> Response:
 
 
 @bp.get("/health")
-@operation("Health", {200: HealthOut, 400: ERRORS[400], 503: HealthOut})
+@operation(
+    "Health",
+    {200: HealthOut, 400: ERRORS[400], 503: HealthOut},
+    operation_id="getHealth",
+    tag="meta",
+)
 def health() -> tuple[Response, int]:
     """Database and broker reachable, schema at the latest revision: 200, else 503."""
     parsing.query(NoQuery)

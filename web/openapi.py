@@ -49,9 +49,21 @@ KERAS_FILE = FileResponse(
 RUN_ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 
 
+# The document's groups of operations, as generated clients name their modules.
+TAGS = {
+    "runs": "Submit, follow, compare and cancel training runs.",
+    "studies": "Configurations x seed replicates, and whether their differences beat the noise.",
+    "cluster": "The queue and the workers.",
+    "meta": "The service itself.",
+}
+
+
 def operation(
     summary: str,
     responses: dict[int, type[BaseModel] | FileResponse | str],
+    *,
+    operation_id: str,
+    tag: str,
     query: type[BaseModel] | None = None,
     body: type[BaseModel] | None = None,
     secured: bool = False,
@@ -61,7 +73,10 @@ def operation(
     """Attach a view's contract: responses by status (a model, or an error description)."""
 
     def attach(view: Callable[..., Any]) -> Callable[..., Any]:
+        assert tag in TAGS, tag
         vars(view)["openapi"] = {
+            "operation_id": operation_id,
+            "tag": tag,
             "summary": summary,
             "responses": responses,
             "query": query,
@@ -174,7 +189,8 @@ def build_document(app: Flask) -> dict[str, Any]:
         path, path_parameters = _path(rule.rule)
         method = next(m for m in sorted(rule.methods or ()) if m not in ("HEAD", "OPTIONS"))
         item: dict[str, Any] = {
-            "operationId": rule.endpoint.replace(".", "_"),
+            "operationId": contract["operation_id"],
+            "tags": [contract["tag"]],
             "summary": contract["summary"],
             "description": (view.__doc__ or "").strip(),
             "parameters": path_parameters
@@ -214,6 +230,7 @@ def build_document(app: Flask) -> dict[str, Any]:
             "description": "Queue TensorFlow MNIST training runs and query their history. "
             'Every error answers `{"error": {"code", "message", "fields"}}`.',
         },
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
         "paths": paths,
         "components": {
             "schemas": dict(sorted(schemas.items())),

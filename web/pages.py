@@ -99,6 +99,19 @@ def runs() -> tuple[str, int]:
     return render_template("runs.html", **context), 200
 
 
+@bp.get("/runs/rows")
+def runs_rows() -> tuple[str, int]:
+    """The runs table's rows alone, for the same query: the page fetches them when the runs it
+    should show change (new ones queued elsewhere, finished ones moving on)."""
+    try:
+        query = parsing.query(RunQuery, from_form=True)
+    except BadRequest as exc:
+        return render_template("_runs_rows.html", rows=[], error=exc, args={}), 400
+    _, rows = views.runs_page(get_session(), query)
+    args = parsing.flat_args(request.args, from_form=True)
+    return render_template("_runs_rows.html", rows=rows, error=None, args=args), 200
+
+
 @bp.route("/runs/new", methods=["GET", "POST"])
 def new_run() -> str | Response | tuple[str, int]:
     """The New run form (pre-filled from `?clone=<id>`); a valid post queues the run."""
@@ -116,7 +129,7 @@ def new_run() -> str | Response | tuple[str, int]:
             except (InvalidParams, TooManyRequests) as exc:  # too costly, or the queue is full
                 refused = exc
             else:
-                flash(f"Run {run.id} queued.")
+                flash(f"Run {run.id} queued.", "queued")
                 return redirect(url_for("pages.run", run_id=run.id))
     status = refused.status if refused else 422 if request.method == "POST" else 200
     return render_template("new.html", form=form, cloned=source, refused=refused), status
@@ -220,6 +233,7 @@ def compare() -> str:
     chart_data = {
         "runs": [{"id": run["id"], "name": run["name"]} for run in comparison.runs],
         "epochs": comparison.to_dict()["epochs"],
+        "baseline": comparison.baseline_id,
     }
     return render_template(
         "compare.html",

@@ -45,6 +45,8 @@ def _detail(study_id: int) -> Response:
     body=StudyRequest,
     secured=True,
     headers={"Location": "The study's URL."},
+    operation_id="submitStudy",
+    tag="studies",
 )
 def create() -> tuple[Response, int, dict[str, str]]:
     """Queue a study: every combination of `grid` (or `sample.n` random draws from its ranges)
@@ -57,7 +59,13 @@ def create() -> tuple[Response, int, dict[str, str]]:
 
 
 @bp.get("")
-@operation("List studies", {200: StudyList, 400: ERRORS[400]}, query=StudyListQuery)
+@operation(
+    "List studies",
+    {200: StudyList, 400: ERRORS[400]},
+    query=StudyListQuery,
+    operation_id="listStudies",
+    tag="studies",
+)
 def index() -> Response:
     """Studies, newest first, with how far their runs are."""
     query = parsing.query(StudyListQuery)
@@ -70,6 +78,8 @@ def index() -> Response:
     "Show a study",
     {200: StudyDetail, 400: ERRORS[400], 404: NOT_FOUND},
     query=StudyQuery,
+    operation_id="getStudy",
+    tag="studies",
 )
 def show(study_id: int) -> Response:
     """Per configuration: its runs, the mean, standard deviation and 95% interval of the test
@@ -85,6 +95,8 @@ def show(study_id: int) -> Response:
     {202: StudyDetail, 404: NOT_FOUND, **WRITES},
     body=EmptyRequest,
     secured=True,
+    operation_id="cancelStudy",
+    tag="studies",
 )
 def cancel(study_id: int) -> tuple[Response, int]:
     """Cancel every run of the study that has not finished (finished ones keep their figures)."""
@@ -106,6 +118,8 @@ def cancel(study_id: int) -> tuple[Response, int]:
     },
     body=ReplicatesRequest,
     secured=True,
+    operation_id="addStudyReplicates",
+    tag="studies",
 )
 def replicates(study_id: int) -> tuple[Response, int]:
     """Queue `seeds` more replicates of every configuration (new seeds, following the last
@@ -122,6 +136,8 @@ def replicates(study_id: int) -> tuple[Response, int]:
     {200: StudyRuns, 400: ERRORS[400], 404: NOT_FOUND},
     query=StudyRunsQuery,
     csv=True,
+    operation_id="getStudyRuns",
+    tag="studies",
 )
 def runs(study_id: int) -> Response:
     """One row per run: configuration, its varied values, seed, status and figures. CSV with

@@ -97,7 +97,7 @@ def new_study() -> str | Response | tuple[str, int]:
         except (InvalidParams, TooManyRequests) as exc:
             error = exc
         else:
-            flash(f"Study {study.id} queued: {study.name}.")
+            flash(f"Study {study.id} queued: {study.name}.", "queued")
             return redirect(url_for("study_pages.study", study_id=study.id))
     context = {
         "form": form,

@@ -36,10 +36,61 @@
     });
   }
 
-  window.trainyardCharts = {
+  const charts = {
     loss: chart("compare-loss", "Loss", "loss", "val_loss"),
     accuracy: chart("compare-accuracy", "Accuracy", "accuracy", "val_accuracy"),
   };
+  window.trainyardCharts = charts;
+
+  // Live: while a compared run is queued or running, follow it once a second; curves grow and
+  // the figures fill in as on the run page. Polling stops when all of them have finished.
+  const T = window.Trainyard;
+  const cell = (run, field) => document.querySelector(`[data-run-id="${run.id}"][data-field="${field}"]`);
+
+  function figure(run, field, better) {
+    const td = cell(run, field);
+    const value = run[field];
+    const delta = run.delta[field];
+    td.dataset.value = value === null ? "" : value;
+    td.dataset.delta = delta === null ? "" : delta;
+    td.textContent = T.f4(value) + " ";
+    if (run.id === data.baseline) return;
+    const span = document.createElement("span");
+    span.className = "delta";
+    if (delta === null || delta === 0) span.textContent = "±0";
+    else {
+      span.className += (delta > 0) === (better === "up") ? " better" : " worse";
+      span.textContent = (delta > 0 ? "+" : "") + delta.toFixed(4);
+    }
+    td.append(span);
+  }
+
+  function show(answer) {
+    data.baseline = answer.baseline;
+    data.epochs = answer.epochs;
+    for (const run of answer.runs) {
+      T.setStatus(cell(run, "status"), run.status);
+      cell(run, "epochs").textContent = run.epochs_done + " / " + run.epochs_total;
+      cell(run, "best_epoch").textContent = run.best_epoch || "—";
+      cell(run, "training_seconds").textContent = T.seconds(run.training_seconds);
+      cell(run, "duration_seconds").textContent = T.seconds(run.duration_seconds);
+      figure(run, "test_accuracy", "up");
+      figure(run, "test_loss", "down");
+    }
+    charts.loss.data.datasets = datasets("loss", "val_loss");
+    charts.accuracy.data.datasets = datasets("accuracy", "val_accuracy");
+    charts.loss.update();
+    charts.accuracy.update();
+  }
+
+  async function tick() {
+    const answer = await T.getJSON(data.api);
+    show(answer);
+    return answer.runs.some((run) => T.ACTIVE.includes(run.status));
+  }
+
+  const statuses = Array.from(document.querySelectorAll("[data-field=status]"), (el) => el.textContent.trim());
+  if (statuses.some((status) => T.ACTIVE.includes(status))) T.poll(tick, 1000);
 
   const toggle = document.getElementById("only-differences");
   toggle.addEventListener("change", () => {

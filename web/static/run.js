@@ -62,7 +62,14 @@
     );
   }
 
+  // "Run N queued." was news when the page opened; once the run has moved on, it is not.
+  function dropQueuedNote() {
+    if (run.status === "queued") return;
+    for (const note of document.querySelectorAll(".flash[data-category=queued]")) note.remove();
+  }
+
   function drawRun() {
+    dropQueuedNote();
     T.setStatus(document.getElementById("run-status"), run.status);
     document.getElementById("run-summary").dataset.status = run.status;
     T.renderProgress(document.querySelector("#run-summary [data-progress]"), run);
@@ -103,5 +110,6 @@
   }
 
   drawCurves();
+  dropQueuedNote();
   if (T.ACTIVE.includes(run.status)) T.poll(tick, 1000);
 })();

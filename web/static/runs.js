@@ -1,14 +1,15 @@
-// The runs page: refresh the progress of queued and running runs in place, once a second.
+// The runs page, live: once a second it asks the API for the page's own query (same filters,
+// sort and page). Runs queued elsewhere appear, finished ones move on: when the rows the page
+// should show change, it fetches them server-rendered; otherwise it updates their progress.
 (function () {
   "use strict";
   const T = window.Trainyard;
   const table = document.getElementById("runs-table");
-  const api = table.dataset.api;
+  const body = document.getElementById("runs-body");
+  if (!table.dataset.api) return; // the filters were refused: nothing to follow
 
-  function activeRows() {
-    return Array.from(table.querySelectorAll("tr[data-run-id]")).filter((row) =>
-      T.ACTIVE.includes(row.dataset.status),
-    );
+  function shown() {
+    return Array.from(body.querySelectorAll("tr[data-run-id]"), (row) => Number(row.dataset.runId));
   }
 
   function update(row, run) {
@@ -20,18 +21,30 @@
     row.querySelector("[data-field=duration]").textContent = T.seconds(run.duration_seconds);
   }
 
+  async function replaceRows() {
+    const ticked = new Set(Array.from(body.querySelectorAll("input[name=ids]:checked"), (box) => box.value));
+    const response = await fetch(table.dataset.rows);
+    if (!response.ok) throw new Error(table.dataset.rows + " answered " + response.status);
+    body.innerHTML = await response.text();
+    for (const box of body.querySelectorAll("input[name=ids]")) box.checked = ticked.has(box.value);
+  }
+
   async function tick() {
-    const rows = activeRows();
-    if (!rows.length) return false;
-    // The oldest 200 unfinished runs in one request, each queued one with its place in the queue.
-    const active = (await T.getJSON(api + "?status=queued,running&sort=id&limit=200")).runs;
-    const byId = new Map(active.map((r) => [r.id, r]));
-    for (const row of rows) {
-      const id = Number(row.dataset.runId);
-      // A run missing from the list has finished (or is far back in a long queue).
-      update(row, byId.get(id) || (await T.getJSON(api + "/" + id)));
+    const page = await T.getJSON(table.dataset.api);
+    const total = document.getElementById("runs-total");
+    if (total) {
+      total.dataset.total = page.total;
+      total.textContent = page.total.toLocaleString("en") + " matching";
     }
-    return true;
+    if (page.runs.map((run) => run.id).join() !== shown().join()) {
+      await replaceRows();
+      return true;
+    }
+    for (const run of page.runs) {
+      const row = body.querySelector(`tr[data-run-id="${run.id}"]`);
+      if (row.dataset.status !== run.status || T.ACTIVE.includes(run.status)) update(row, run);
+    }
+    return true; // new runs may be queued at any time
   }
 
   T.poll(tick, 1000);

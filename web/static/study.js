@@ -60,6 +60,9 @@
     const moved = done(fresh) !== done(study) || fresh.runs !== study.runs || fresh.status !== study.status;
     const grew = JSON.stringify(fresh.configurations.map((c) => c.curves)) !== JSON.stringify(study.configurations.map((c) => c.curves));
     study = fresh;
+    if (study.status !== "queued") {
+      for (const note of document.querySelectorAll(".flash[data-category=queued]")) note.remove();
+    }
     if (moved) {
       const response = await fetch(data.summary);
       if (response.ok) document.getElementById("study-summary").innerHTML = await response.text();

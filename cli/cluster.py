@@ -13,6 +13,7 @@ import sys
 import click
 
 from cli.supervisor import run_together, trainyard
+from shared.celery_config import broker_kind
 from shared.config import Settings, child_env, get_settings
 from shared.cpus import available_cpus
 from shared.pgadmin import ensure_database
@@ -68,7 +69,7 @@ def cluster(workers: int | None, host: str, port: int) -> None:
     """
     settings = get_settings()
     workers = workers or available_cpus()
-    if not settings.broker_url.startswith("redis"):
+    if broker_kind(settings.broker_url) == "sqlalchemy":
         logger.warning("broker %s is not Redis: workers will poll it slowly", settings.broker_url)
     ensure_database(settings.database_url)
     # gunicorn's processes each build the app: one secret for all, or CSRF tokens fail across them.

@@ -17,16 +17,51 @@ def prepare_broker(settings: Settings) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
+def broker_kind(url: str) -> str:
+    """redis, amqp (RabbitMQ) or sqlalchemy (the embedded SQLite broker), from the URL."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme.startswith("redis") or scheme == "rediss":
+        return "redis"
+    if scheme in ("amqp", "amqps", "pyamqp"):
+        return "amqp"
+    return "sqlalchemy"
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Return Celery's settings for trainyard: JSON only, one message at a time, acks late."""
+    kind = broker_kind(settings.broker_url)
     transport_options: dict[str, Any] = {}
-    if settings.broker_url.startswith("redis"):
+    config: dict[str, Any] = {}
+    if kind == "redis":
         # A message unacknowledged this long is handed to another worker: longer than any job.
         transport_options["visibility_timeout"] = settings.task_time_limit + 600
-    if settings.broker_url.startswith("sqla+sqlite"):
+    elif kind == "amqp":
+        # A submit is answered once RabbitMQ has confirmed the message (replicated, for a quorum
+        # queue): publisher confirms.
+        transport_options["confirm_publish"] = True
+        # The training queue is a durable quorum queue (Raft-replicated across the nodes of a
+        # RabbitMQ cluster). A job holds its message unacknowledged while it trains: the consumer
+        # timeout outlasts the longest job, so a healthy worker's message is never taken away.
+        # (RabbitMQ 3.12 reads x-consumer-timeout; older nodes need consumer_timeout in
+        # rabbitmq.conf, as the README says.)
+        arguments = {
+            "x-queue-type": "quorum",
+            "x-consumer-timeout": (settings.task_time_limit + 600) * 1000,
+        }
+        config["task_queues"] = {
+            settings.queue: {
+                "exchange": settings.queue,
+                "exchange_type": "direct",
+                "routing_key": settings.queue,
+                "queue_arguments": arguments,
+            }
+        }
+        config["task_create_missing_queue_type"] = "quorum"
+        config["task_default_queue_type"] = "quorum"
+    else:
         # kombu hands these to create_engine: wait for SQLite's lock rather than fail at once.
         transport_options["connect_args"] = {"timeout": 30}
-    is_redis = settings.broker_url.startswith("redis")
+    events = kind != "sqlalchemy"  # for Flower; the SQLite transport has no fanout
     return {
         "broker_url": settings.broker_url,
         "broker_transport_options": transport_options,
@@ -45,7 +80,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_concurrency": settings.jobs_at_once(),
         "worker_proc_alive_timeout": 120,  # importing TensorFlow in a new child takes seconds
         "worker_hijack_root_logger": False,
-        "worker_send_task_events": is_redis,  # for Flower; the SQLite transport has no fanout
-        "task_send_sent_event": is_redis,
+        "worker_send_task_events": events,
+        "task_send_sent_event": events,
         "enable_utc": True,
+        **config,
     }

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -360,3 +362,109 @@ def assert_console_clean() -> None:
         if "Content Security Policy" in entry[2] or "Failed to load resource" in entry[2]
     ]
     assert problems == [], problems
+
+
+# The machine's RabbitMQ (guest/guest on 127.0.0.1:5672), for the tests that run on all three
+# brokers.
+RABBIT_URL = os.environ.get("TRAINYARD_TEST_RABBIT_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+class RabbitNode:
+    """A RabbitMQ node of a test's own (Debian's rabbitmq-server) on free loopback ports, with its
+    data in a folder of its own: it can be stopped and started again, keeping its messages."""
+
+    def __init__(self) -> None:
+        # Debian's script runs the node as the rabbitmq user: its folder must be that user's.
+        self.folder = Path(tempfile.mkdtemp(prefix="trainyard-rabbit-"))
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "rabbitmq", "rabbitmq")
+        self.port, self.dist_port = free_port(), free_port()
+        self.name = f"trainyard{self.port}@localhost"
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        config = self.folder / "rabbitmq.conf"
+        config.write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
+            "loopback_users = none\n"
+            # A training job holds its message for as long as it trains (RabbitMQ < 3.12).
+            "consumer_timeout = 86400000\n"
+        )
+        return {
+            **os.environ,
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONFIG_FILE": str(self.folder / "rabbitmq"),
+            "RABBITMQ_MNESIA_BASE": str(self.folder / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.folder / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.folder / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.folder / "node.pid"),
+            "RABBITMQ_FEATURE_FLAGS_FILE": str(self.folder / "feature_flags"),
+            "RABBITMQ_QUORUM_DIR": str(self.folder / "quorum"),
+            "RABBITMQ_GENERATED_CONFIG_DIR": str(self.folder / "config"),
+            "RABBITMQ_SCHEMA_DIR": str(self.folder / "schema"),
+            "RABBITMQ_PLUGINS_EXPAND_DIR": str(self.folder / "plugins"),
+            "ERL_CRASH_DUMP": str(self.folder / "erl_crash.dump"),
+        }
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "enabled_plugins").write_text("[].\n")
+        log = (self.folder / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            ["rabbitmq-server"], env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+        def answering() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError((self.folder / "server.log").read_text()[-3000:])
+            try:
+                from kombu import Connection
+
+                with Connection(self.url, connect_timeout=1) as connection:
+                    connection.ensure_connection(max_retries=1)
+                return True
+            except Exception:
+                return False
+
+        wait_for(answering, 90, interval=0.5, what=f"RabbitMQ node {self.name}")
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop the node, or SIGKILL it with `kill`; its data stays in its folder."""
+        if self.process is None:
+            return
+        if kill:
+            # The Erlang VM writes its pid here; its command line does not name the node.
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int((self.folder / "node.pid").read_text().strip()), signal.SIGKILL)
+        else:
+            subprocess.run(
+                ["rabbitmqctl", "-n", self.name, "stop"], env=self.env(), capture_output=True,
+                timeout=120, check=False,
+            )  # fmt: skip
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process = None
+
+        def closed() -> bool:
+            with socket.socket() as sock:
+                return sock.connect_ex(("127.0.0.1", self.port)) != 0
+
+        wait_for(closed, 60, what=f"RabbitMQ node {self.name} to stop")
+
+
+@contextmanager
+def rabbit_node() -> Iterator[RabbitNode]:
+    """A RabbitNode, started; stopped and removed, its Erlang processes too, when the block ends."""
+    node = RabbitNode()
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop(kill=True)
+        shutil.rmtree(node.folder, ignore_errors=True)

@@ -26,7 +26,16 @@ from shared.config import Settings
 from shared.db import make_engine
 from shared.models import Epoch, Run, Worker
 from shared.pgadmin import ensure_database, scratch_database
-from tests.support import PG_SERVER, REDIS_URL, ROOT, free_port, mnist_dir, settings_env, wait_for
+from tests.support import (
+    PG_SERVER,
+    RABBIT_URL,
+    REDIS_URL,
+    ROOT,
+    free_port,
+    mnist_dir,
+    settings_env,
+    wait_for,
+)
 
 WORKERS = 3
 JOBS = 6
@@ -87,14 +96,14 @@ class Cluster:
             return False
 
 
-@pytest.fixture()
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+@pytest.fixture(params=["redis", "rabbitmq"])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     """`trainyard cluster --workers 3` in a process group of its own, on a throwaway database."""
     with scratch_database(PG_SERVER, "trainyard_cluster") as database_url:
         settings = Settings(
             home=tmp_path / "home",
             database_url=database_url,
-            broker_url=REDIS_URL,
+            broker_url={"redis": REDIS_URL, "rabbitmq": RABBIT_URL}[request.param],
             data_dir=mnist_dir(),
             allow_download=False,
             secret_key="",

@@ -24,9 +24,11 @@ from shared.models import Epoch, Run, RunStatus, utcnow
 from shared.pgadmin import scratch_database
 from tests.support import (
     PG_SERVER,
+    RABBIT_URL,
     REDIS_URL,
     create_test_app,
     mnist_dir,
+    rabbit_node,
     redis_server,
     wait_for,
     worker_process,
@@ -37,15 +39,26 @@ LEASE = 8.0
 LONG = {"train_samples": 60000, "epochs": 14}
 
 
+# The faults that touch the broker run on Redis and on RabbitMQ: the guarantees rest on the
+# store, not on either broker.
+BOTH_BROKERS = pytest.mark.parametrize("broker", ["redis", "rabbitmq"], indirect=True)
+
+
 @pytest.fixture()
-def faulty(tmp_path: Path) -> Iterator[Settings]:
+def broker(request: pytest.FixtureRequest) -> str:
+    """The machine's broker a test runs on: Redis unless the test says RabbitMQ."""
+    return {"redis": REDIS_URL, "rabbitmq": RABBIT_URL}[getattr(request, "param", "redis")]
+
+
+@pytest.fixture()
+def faulty(tmp_path: Path, broker: str) -> Iterator[Settings]:
     """Settings on a migrated PostgreSQL database of the test's own and a queue of its own."""
     with scratch_database(PG_SERVER, "trainyard_faults") as url:
         upgrade(url)
         yield Settings(
             home=tmp_path / "home",
             database_url=url,
-            broker_url=REDIS_URL,
+            broker_url=broker,
             data_dir=mnist_dir(),
             allow_download=False,
             secret_key="faults",
@@ -110,6 +123,7 @@ def assert_resumed(run: Run, rows: list[tuple[int, int]], total: int) -> None:
     assert all(attempt == run.attempt for epoch, attempt in rows if epoch > len(first))
 
 
+@BOTH_BROKERS
 def test_a_killed_worker_host_loses_nothing_and_its_run_resumes_elsewhere(
     faulty: Settings, store: Store
 ) -> None:
@@ -195,13 +209,38 @@ def test_a_broker_restarted_empty_loses_no_queued_run(
             restarted = time.monotonic()
             runs = [finished(store, run_id, timeout=180) for run_id in run_ids]
             took = time.monotonic() - restarted
-    print(f"\nbroker restarted empty: all {len(runs)} queued runs done {took:.0f} s later")
+    print(f"\nRedis restarted empty: all {len(runs)} queued runs done {took:.0f} s later")
+    assert_each_ran_once(store, runs)
+
+
+def test_a_rabbitmq_node_killed_and_restarted_loses_no_queued_run(
+    faulty: Settings, store: Store
+) -> None:
+    """SIGKILL, not a clean stop: the quorum queue's messages are on disk, confirmed before the
+    submits answered, and come back with the node."""
+    with rabbit_node() as rabbit:
+        broker = faulty.with_overrides(broker_url=rabbit.url)
+        with worker_process(broker, name="steady", concurrency=2):
+            run_ids = [submit(broker, train_samples=2000, epochs=1, seed=n) for n in range(12)]
+            rabbit.stop(kill=True)
+            rabbit.start()
+            restarted = time.monotonic()
+            runs = [finished(store, run_id, timeout=180) for run_id in run_ids]
+            took = time.monotonic() - restarted
+    print(
+        f"\nRabbitMQ node killed and restarted: all {len(runs)} queued runs done {took:.0f} s later"
+    )
+    assert_each_ran_once(store, runs)
+
+
+def assert_each_ran_once(store: Store, runs: list[Run]) -> None:
     assert [run.status for run in runs] == [RunStatus.SUCCEEDED] * len(runs)
     assert [run.attempt for run in runs] == [1] * len(runs), "a run was claimed twice"
     for run in runs:
         assert epochs(store, run.id) == [(1, 1)]
 
 
+@BOTH_BROKERS
 def test_sigterm_hands_the_run_over_and_the_worker_exits_within_20_s(
     faulty: Settings, store: Store
 ) -> None:

@@ -70,7 +70,7 @@ class Signals:
 
 @dataclasses.dataclass(frozen=True)
 class EpochRecord:
-    """One finished epoch's figures."""
+    """One finished epoch's figures, as training reports them and the store records them."""
 
     epoch: int  # from 1
     loss: float

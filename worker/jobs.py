@@ -15,7 +15,6 @@ from shared.db import Store
 from shared.errors import DatasetError
 from shared.leases import (
     CancelRequested,
-    EpochRecord,
     Lease,
     LeaseLost,
     claim,
@@ -192,7 +191,7 @@ def _train(
                 break
             state = job.state(epoch, context.settings.checkpoint_max_bytes)
             with store.session_scope() as session:
-                record_epoch(session, lease, EpochRecord(**metrics.as_dict()), state)
+                record_epoch(session, lease, metrics, state)
             logger.info("run %s epoch %d: loss %.4f", lease.run_id, epoch, metrics.loss)
         stop = watch.stop
     if stop is Stop.LOST:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.db import Store
-from shared.leases import EpochRecord, claim, record_epoch, take_back
+from shared.leases import claim, record_epoch, take_back
 from shared.models import Epoch, Run, RunStatus, TrainedModel, utcnow
 from shared.params import Hyperparams
 from shared.queries import get_run
@@ -108,7 +108,7 @@ def test_a_run_taken_back_resumes_after_its_last_epoch_as_if_never_stopped(
     job = Job(Hyperparams(**params), context.training.data)
     metrics = job.train_epoch(1)
     assert metrics is not None
-    record_epoch(session, lease, EpochRecord(**metrics.as_dict()), job.state(1, 2**30))
+    record_epoch(session, lease, metrics, job.state(1, 2**30))
     session.execute(
         update(Run).where(Run.id == run.id).values(lease_expires_at=utcnow() - timedelta(1))
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from shared.leases import EpochRecord
 from shared.params import Hyperparams
 from tests.support import mnist_dir
 from worker.training.data import Mnist, load_mnist
@@ -19,9 +20,9 @@ def mnist() -> Mnist:
 
 
 def test_every_epoch_is_reported_as_it_ends(mnist: Mnist) -> None:
-    from worker.training.model import EpochMetrics, train
+    from worker.training.model import train
 
-    seen: list[EpochMetrics] = []
+    seen: list[EpochRecord] = []
     params = Hyperparams(epochs=3, train_samples=1000, validation_split=0.2, seed=7)
     outcome = train(params, mnist, seen.append)
     assert [m.epoch for m in seen] == [1, 2, 3]

@@ -9,13 +9,14 @@ import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import tensorflow as tf
 
+from shared.leases import EpochRecord
 from shared.params import Hyperparams
 from worker.training.data import Mnist
 from worker.training.graph import INPUT_DIM, Network
@@ -60,21 +61,6 @@ def _images(data: Mnist, split: str, normalize: bool) -> tf.Tensor:
     return _tensors.get_or_make((data.sha256, split, normalize), make)
 
 
-@dataclass(frozen=True)
-class EpochMetrics:
-    """What one epoch reports."""
-
-    epoch: int  # from 1
-    loss: float
-    accuracy: float
-    seconds: float
-    val_loss: float | None = None
-    val_accuracy: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 class Job:
     """Training one run in this process."""
 
@@ -97,7 +83,7 @@ class Job:
         """From any thread: the running epoch ends after its current batch."""
         self.network.request_stop()
 
-    def train_epoch(self, epoch: int) -> EpochMetrics | None:
+    def train_epoch(self, epoch: int) -> EpochRecord | None:
         """Train epoch `epoch` (from 1); None when a stop request cut it short."""
         started = time.perf_counter()
         totals = self.network.train_epoch(
@@ -114,7 +100,7 @@ class Job:
         val_loss = val_accuracy = None
         if self.params.validation_split > 0:
             val_loss, val_accuracy, _ = self._score(self.val_x, self.val_y.numpy())
-        return EpochMetrics(
+        return EpochRecord(
             epoch=epoch,
             loss=totals.loss_sum / totals.samples,
             accuracy=totals.correct / totals.samples,
@@ -213,7 +199,7 @@ class TrainingResult:
 def train(
     params: Hyperparams,
     data: Mnist,
-    on_epoch: Callable[[EpochMetrics], None],
+    on_epoch: Callable[[EpochRecord], None],
     should_stop: Callable[[], bool] = lambda: False,
 ) -> TrainingResult:
     """Train and evaluate one run in this process, calling `on_epoch` as each epoch ends (the

@@ -5,8 +5,6 @@ Every view declares its contract with `@operation`; `web/openapi.py` builds the 
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from typing import Any
 
@@ -39,6 +37,7 @@ from web.schemas import (
     WorkersOut,
     WorkersQuery,
 )
+from web.tables import csv_response, wants_csv
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -121,22 +120,10 @@ def metrics(run_id: int) -> Response:
     """The per-epoch series; CSV with `?format=csv` or `Accept: text/csv`."""
     query = parsing.query(MetricsQuery)
     rows = views.run_epochs(get_session(), run_id)
-    wants = query.format or (
-        "csv"
-        if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
-        else "json"
-    )
-    if wants == "json":
+    if not wants_csv(query.format):
         return jsonify({"run_id": run_id, "epochs": rows})
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=EPOCH_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return Response(
-        out.getvalue(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'},
-    )
+    table = ([row[column] for column in EPOCH_COLUMNS] for row in rows)
+    return csv_response(EPOCH_COLUMNS, table, f"run-{run_id}-metrics.csv")
 
 
 @bp.get("/runs/<int:run_id>/model")

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from shared.serializers import spreadsheet_safe
 from shared.studies import cancel_study, get_study, list_studies, run_table, summarize
 from shared.study_design import StudyRequest
 from web import parsing
@@ -23,6 +19,7 @@ from web.schemas import (
     StudyRuns,
     StudyRunsQuery,
 )
+from web.tables import csv_response, wants_csv
 
 bp = Blueprint("studies_api", __name__, url_prefix="/api/studies")
 WRITES = {code: ERRORS[code] for code in (400, 401, 403, 413, 415, 422, 429, 503)}
@@ -146,21 +143,9 @@ def runs(study_id: int) -> Response:
     session = get_session()
     study = get_study(session, study_id)
     rows = run_table(session, study)
-    wants = query.format or (
-        "csv"
-        if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
-        else "json"
-    )
-    if wants == "json":
+    if not wants_csv(query.format):
         return jsonify({"study_id": study_id, "runs": rows})
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*RUN_COLUMNS, *study.varied])
-    for row in rows:
-        cells = [row[column] for column in RUN_COLUMNS] + [row["params"][n] for n in study.varied]
-        writer.writerow([spreadsheet_safe(cell) for cell in cells])
-    return Response(
-        out.getvalue(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="study-{study_id}-runs.csv"'},
+    table = (
+        [row[c] for c in RUN_COLUMNS] + [row["params"][n] for n in study.varied] for row in rows
     )
+    return csv_response([*RUN_COLUMNS, *study.varied], table, f"study-{study_id}-runs.csv")

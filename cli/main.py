@@ -7,7 +7,7 @@ import os
 
 import click
 
-from cli import remote
+from cli import dbadmin, remote
 from cli.cluster import cluster
 from cli.studies import study
 from cli.supervisor import run_together, web_command, worker_command
@@ -128,6 +128,7 @@ def up(host: str, port: int) -> None:
 
 
 main.add_command(cluster)
+dbadmin.register(db)
 main.add_command(study)
 remote.register(main)
 

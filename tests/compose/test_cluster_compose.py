@@ -1,0 +1,410 @@
+"""The compose cluster as a user runs it: the real Dockerfile and docker-compose.yml, a generated
+.env, and the dashboard's published port.
+
+Build, `up --wait`, one job, Flower behind basic auth, two workers sharing four jobs, a Redis
+restart with jobs queued, `down` then `up`, an upgrade of trainyard's containers with a job running
+(handed over), `up -d --force-recreate` of everything with a job running, and `docker kill` of the
+worker holding a job; `down -v` at the end whatever happened. Each step prints what it measured
+(`pytest -s` or `-rA` shows it). The tests run in order, on one cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.client import ApiError, Client
+from tests.compose.conftest import docker_engine_problem
+from tests.support import ROOT, free_port, mnist_dir
+
+FINISHED = {"succeeded", "failed", "cancelled"}
+SMALL_JOB = {"train_samples": 2000, "epochs": 2}
+# Long enough to still be training through an upgrade or a kill: ~0.6 s an epoch on one CPU.
+LONG_JOB = {"train_samples": 60000, "epochs": 40}
+IMAGE = "trainyard:compose-test"  # one tag for every run, so the layer cache carries over
+
+
+def setup_problem() -> str | None:
+    """Why the cluster cannot run here (no Docker engine, no MNIST), or None."""
+    problem = docker_engine_problem()
+    if problem is None and not any(mnist_dir().glob("train-labels-idx1-ubyte*")):
+        problem = f"no MNIST in {mnist_dir()} (set TRAINYARD_DATA_DIR)"
+    return problem
+
+
+FIGURES: list[str] = []
+
+
+def note(line: str) -> None:
+    """Print a measured figure now, and again in the summary at the end."""
+    print(f"compose: {line}", flush=True)
+    FIGURES.append(line)
+
+
+@dataclass
+class Cluster:
+    """One compose project of the repository's files, with its own name and .env."""
+
+    project: str
+    env_file: Path
+    env: dict[str, str]
+    client: Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = Client(
+            f"http://127.0.0.1:{self.env['TRAINYARD_PORT']}", self.env["TRAINYARD_API_TOKEN"]
+        )
+
+    def write_env(self, **changes: str) -> None:
+        """Write the .env (after `changes`), as a user edits theirs."""
+        self.env.update(changes)
+        self.env_file.write_text("".join(f"{key}={value}\n" for key, value in self.env.items()))
+
+    def run(self, args: tuple[str, ...], timeout: float) -> subprocess.CompletedProcess[str]:
+        """Run `docker compose ARGS` on this project; the caller's shell variables stay out of it
+        (compose would prefer them to the .env)."""
+        command = [
+            "docker", "compose", "-p", self.project, "--project-directory", str(ROOT),
+            "-f", str(ROOT / "docker-compose.yml"), "--env-file", str(self.env_file), *args,
+        ]  # fmt: skip
+        keep = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT")
+        env = {key: os.environ[key] for key in keep if key in os.environ}
+        return subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run `docker compose ARGS`; fail with the containers' logs unless it succeeds."""
+        try:
+            result = self.run(args, timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(
+                f"`docker compose {' '.join(args)}` ran over {timeout:.0f} s\n{self.logs()}"
+            ) from exc
+        if result.returncode != 0:
+            raise AssertionError(
+                f"`docker compose {' '.join(args)}` exited {result.returncode}:\n"
+                f"{result.stderr[-3000:]}\n{self.logs()}"
+            )
+        return result
+
+    def timed(self, *args: str, timeout: float = 300) -> float:
+        """Run `docker compose ARGS` and return the seconds it took."""
+        started = time.monotonic()
+        self.compose(*args, timeout=timeout)
+        return time.monotonic() - started
+
+    def logs(self, tail: int = 60) -> str:
+        """Every container's state and the last lines of its log, for a failure message."""
+        try:
+            states = self.run(("ps", "-a", "--format", "{{.Name}} {{.Status}}"), 60).stdout
+            logs = self.run(("--profile", "flower", "logs", "--no-color", "--tail", str(tail)), 60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"(no logs: {exc})"
+        return (
+            f"--- docker compose ps -a ---\n{states.strip()}\n"
+            f"--- docker compose logs --tail {tail} ---\n{logs.stdout[-12000:]}"
+        )
+
+    def containers(self, service: str) -> list[str]:
+        """Ids of the service's running containers."""
+        return self.compose("ps", "-q", service).stdout.split()
+
+    def wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
+        """Poll `check` every second until it returns something truthy; fail with the logs."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                value = check()
+            except ApiError as exc:  # the web app restarting, say
+                value, last = None, exc
+            else:
+                last = None
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout:.0f} s waiting for {what} ({last})\n{self.logs()}"
+                )
+            time.sleep(1)
+
+    def submit(self, params: dict[str, Any], name: str) -> int:
+        return self.client.submit(params, name=name)["id"]
+
+    def finished(self, run_ids: list[int], timeout: float) -> list[dict[str, Any]]:
+        """Wait until every run has finished; return them."""
+
+        def all_finished() -> list[dict[str, Any]] | None:
+            runs = [self.client.run(run_id) for run_id in run_ids]
+            return runs if all(run["status"] in FINISHED for run in runs) else None
+
+        return self.wait(all_finished, timeout, f"runs {run_ids} to finish")
+
+    def succeeded(self, run_ids: list[int], timeout: float) -> list[dict[str, Any]]:
+        runs = self.finished(run_ids, timeout)
+        failed = [
+            (run["id"], run["status"], run["error"]) for run in runs if run["status"] != "succeeded"
+        ]
+        assert not failed, f"runs that did not succeed: {failed}\n{self.logs()}"
+        return runs
+
+    def running(self, run_id: int, epochs: int, timeout: float) -> dict[str, Any]:
+        """Wait until the run is running with at least `epochs` epochs done; return it."""
+
+        def far_enough() -> dict[str, Any] | None:
+            run = self.client.run(run_id)
+            assert run["status"] not in FINISHED, f"run {run_id} ended early: {run}"
+            return run if run["status"] == "running" and run["epochs_done"] >= epochs else None
+
+        return self.wait(far_enough, timeout, f"run {run_id} to train {epochs} epoch(s)")
+
+
+def generated_env(port: int, flower_port: int) -> dict[str, str]:
+    """A .env as a careful user writes it: random secrets, a token, ports on this machine only."""
+    return {
+        "POSTGRES_USER": "trainyard",
+        "POSTGRES_DB": "trainyard",
+        "POSTGRES_PASSWORD": secrets.token_hex(16),
+        "TRAINYARD_APP_DB_USER": "trainyard_app",
+        "TRAINYARD_APP_DB_PASSWORD": secrets.token_hex(16),
+        "REDIS_PASSWORD": secrets.token_hex(16),
+        "TRAINYARD_SECRET_KEY": secrets.token_hex(24),
+        "TRAINYARD_API_TOKEN": secrets.token_hex(16),
+        "TRAINYARD_PORT": str(port),
+        "MNIST_DIR": str(mnist_dir()),
+        "WORKER_REPLICAS": "1",
+        "WORKER_CPUS": "1",
+        "FLOWER_PORT": str(flower_port),
+        "FLOWER_USER": "admin",
+        "FLOWER_PASSWORD": secrets.token_hex(16),
+        "TRAINYARD_IMAGE": IMAGE,
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Build the image, write a .env, `up -d --wait` with one worker; `down -v` at the end."""
+    problem = setup_problem()
+    if problem is not None:
+        pytest.skip(problem)
+    folder = tmp_path_factory.mktemp("compose")
+    port = free_port()
+    flower_port = free_port()
+    while flower_port == port:
+        flower_port = free_port()
+    cluster = Cluster(
+        project=f"trainyard-test-{uuid.uuid4().hex[:8]}",
+        env_file=folder / ".env",
+        env=generated_env(port, flower_port),
+    )
+    cluster.write_env()
+    try:
+        seconds = cluster.timed("build", timeout=1200)
+        size = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Size}}", IMAGE],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        note(f"docker compose build: {seconds:.1f} s; image {int(size) / 1e6:.0f} MB")
+        seconds = cluster.timed("up", "-d", "--wait", "--wait-timeout", "300", timeout=360)
+        note(f"up -d --wait (1 worker), to healthy: {seconds:.1f} s")
+        yield cluster
+    finally:
+        seconds = cluster.timed(
+            "--profile", "flower", "down", "-v", "--remove-orphans", "--timeout", "10", timeout=180
+        )
+        note(f"down -v: {seconds:.1f} s")
+        print("\ncompose figures:\n  " + "\n  ".join(FIGURES), flush=True)
+
+
+def test_a_job_submitted_through_the_published_port_succeeds(cluster: Cluster) -> None:
+    assert cluster.client.request("GET", "/api/health")  # 200 through 127.0.0.1:PORT
+    started = time.monotonic()
+    run_id = cluster.submit(SMALL_JOB, "first")
+    (run,) = cluster.succeeded([run_id], timeout=180)
+    assert run["worker"].startswith("worker@") and run["test_accuracy"] > 0.5
+    note(
+        f"first job (2000 images, 2 epochs): succeeded in {time.monotonic() - started:.1f} s, "
+        f"test accuracy {run['test_accuracy']:.3f}"
+    )
+
+
+def test_writes_need_the_token(cluster: Cluster) -> None:
+    anonymous = Client(cluster.client.url)
+    with pytest.raises(ApiError) as refused:
+        anonymous.submit(SMALL_JOB, name="anonymous")
+    assert refused.value.status == 401
+
+
+def test_flower_answers_behind_basic_auth(cluster: Cluster) -> None:
+    started = time.monotonic()
+    cluster.compose("--profile", "flower", "up", "-d", "--wait", "--wait-timeout", "120", "flower")
+    url = f"http://127.0.0.1:{cluster.env['FLOWER_PORT']}"
+    credentials = f"{cluster.env['FLOWER_USER']}:{cluster.env['FLOWER_PASSWORD']}"
+    signed = {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"admin:wrong").decode()}
+
+    def status(path: str, headers: dict[str, str] | None = None) -> int:
+        request = urllib.request.Request(url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    # The health check is open (Flower's own choice, like /api/health); the monitor is not.
+    answers = {
+        "/healthcheck": status("/healthcheck"),
+        "/ without auth": status("/"),
+        "/ wrong password": status("/", wrong),
+        "/api/workers without auth": status("/api/workers"),
+        "/ with auth": status("/", signed),
+        "/api/workers with auth": status("/api/workers", signed),
+    }
+    assert answers == {
+        "/healthcheck": 200,
+        "/ without auth": 401,
+        "/ wrong password": 401,
+        "/api/workers without auth": 401,
+        "/ with auth": 200,
+        "/api/workers with auth": 200,
+    }, cluster.logs()
+    note(f"flower healthy in {time.monotonic() - started:.1f} s; {answers}")
+    cluster.compose("--profile", "flower", "stop", "flower")
+
+
+def test_two_workers_share_four_jobs(cluster: Cluster) -> None:
+    cluster.write_env(WORKER_REPLICAS="2")  # the documented way: .env, then `up -d`
+    seconds = cluster.timed("up", "-d", "--wait", "--wait-timeout", "300", timeout=360)
+    assert len(cluster.containers("worker")) == 2, cluster.logs()
+
+    def two_alive() -> list[str] | None:
+        names = [w["name"] for w in cluster.client.request("GET", "/api/workers")["workers"]]
+        return names if len(names) == 2 else None
+
+    cluster.wait(two_alive, 60, "two live workers in /api/workers")
+    started = time.monotonic()
+    run_ids = [
+        cluster.submit({**SMALL_JOB, "train_samples": 3000}, f"spread {n}") for n in range(4)
+    ]
+    runs = cluster.succeeded(run_ids, timeout=300)
+    workers = {run["worker"] for run in runs}
+    assert len(workers) == 2, f"4 jobs ran on {workers}"
+    note(
+        f"WORKER_REPLICAS=2 + up -d --wait: {seconds:.1f} s; 4 jobs on 2 workers in "
+        f"{time.monotonic() - started:.1f} s, {sorted(run['worker'] for run in runs)}"
+    )
+
+
+def test_a_redis_restart_loses_no_queued_job(cluster: Cluster) -> None:
+    run_ids = [cluster.submit(SMALL_JOB, f"through a redis restart {n}") for n in range(4)]
+    queued = sum(cluster.client.run(run_id)["status"] == "queued" for run_id in run_ids)
+    started = time.monotonic()
+    restart = cluster.timed("restart", "redis", timeout=120)
+    runs = cluster.succeeded(run_ids, timeout=300)
+    note(
+        f"redis restarted ({restart:.1f} s) with {queued} of 4 jobs queued: "
+        f"{sum(run['status'] == 'succeeded' for run in runs)}/4 succeeded, "
+        f"{time.monotonic() - started:.1f} s after the restart began"
+    )
+
+
+def test_down_then_up_keeps_every_run(cluster: Cluster) -> None:
+    before = {run["id"]: run["status"] for run in cluster.client.iter_runs()}
+    down = cluster.timed("down", "--timeout", "30", timeout=180)
+    up = cluster.timed("up", "-d", "--wait", "--wait-timeout", "300", timeout=360)
+    after = {run["id"]: run["status"] for run in cluster.client.iter_runs()}
+    assert after == before, f"before down: {before}\nafter up: {after}"
+    assert len(cluster.containers("worker")) == 2
+    note(f"down ({down:.1f} s) then up --wait ({up:.1f} s): all {len(after)} runs kept")
+
+
+def test_an_upgrade_hands_the_running_job_over_and_keeps_the_workers(cluster: Cluster) -> None:
+    # What `up -d --build` does after `git pull`: trainyard's containers are recreated (migrate
+    # runs again first) while PostgreSQL and Redis stay up.
+    run_id = cluster.submit(LONG_JOB, "through an upgrade")
+    holder = cluster.running(run_id, epochs=2, timeout=180)
+    seconds = cluster.timed(
+        "up", "-d", "--force-recreate", "--wait", "--wait-timeout", "300", "web", "worker",
+        timeout=420,
+    )  # fmt: skip
+    workers = cluster.containers("worker")
+    assert len(workers) == int(cluster.env["WORKER_REPLICAS"]) == 2, cluster.logs()
+    started = time.monotonic()
+    (run,) = cluster.succeeded([run_id], timeout=300)
+    attempts = sorted({epoch["attempt"] for epoch in epochs_of(cluster, run_id)})
+    assert run["attempt"] == 2 and attempts == [1, 2], f"not resumed by a second attempt: {run}"
+    assert run["lost_attempts"] == [], f"not handed over, lost: {run['lost_attempts']}"
+    assert run["epochs_done"] == LONG_JOB["epochs"]
+    note(
+        f"up -d --force-recreate --wait web worker with a job at epoch {holder['epochs_done']}: "
+        f"{seconds:.1f} s, {len(workers)} workers after; handed over, resumed on {run['worker']} "
+        f"(epochs recorded by attempts {attempts}), finished {time.monotonic() - started:.1f} s "
+        "after the recreate"
+    )
+
+
+def test_recreating_everything_keeps_the_workers_and_finishes_the_job(cluster: Cluster) -> None:
+    # `up -d --force-recreate` recreates PostgreSQL and Redis too, and compose stops them before
+    # the workers: the hand-over cannot be written, so the run's lease runs out (30 s) and the
+    # run resumes from its last checkpoint.
+    run_id = cluster.submit(LONG_JOB, "through a full recreate")
+    holder = cluster.running(run_id, epochs=2, timeout=180)
+    seconds = cluster.timed(
+        "up", "-d", "--force-recreate", "--wait", "--wait-timeout", "300", timeout=420
+    )
+    workers = cluster.containers("worker")
+    assert len(workers) == int(cluster.env["WORKER_REPLICAS"]) == 2, cluster.logs()
+    started = time.monotonic()
+    (run,) = cluster.succeeded([run_id], timeout=300)
+    attempts = sorted({epoch["attempt"] for epoch in epochs_of(cluster, run_id)})
+    assert run["attempt"] >= 2 and len(attempts) >= 2, f"not resumed: {run}"
+    assert run["epochs_done"] == LONG_JOB["epochs"]
+    how = "; ".join(lost["reason"] for lost in run["lost_attempts"]) or "handed over"
+    note(
+        f"up -d --force-recreate --wait with a job at epoch {holder['epochs_done']}: "
+        f"{seconds:.1f} s, {len(workers)} workers after; the job resumed (attempts {attempts}, "
+        f"{how}) and finished {time.monotonic() - started:.1f} s after the recreate"
+    )
+
+
+def test_a_killed_worker_s_job_finishes_on_the_other(cluster: Cluster) -> None:
+    run_id = cluster.submit(LONG_JOB, "through a docker kill")
+    holder = cluster.running(run_id, epochs=2, timeout=180)
+    hostname = holder["worker"].split("@", 1)[1]
+    (victim,) = [c for c in cluster.containers("worker") if c.startswith(hostname)]
+    subprocess.run(["docker", "kill", victim], capture_output=True, timeout=60, check=True)
+    killed_at = time.monotonic()
+    (run,) = cluster.succeeded([run_id], timeout=300)
+    finished_after = time.monotonic() - killed_at
+    assert run["lost_attempts"], f"the kill went unnoticed: {run}"
+    state = subprocess.run(
+        ["docker", "inspect", "--format", "{{.State.Status}} {{.RestartCount}}", victim],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.split()  # fmt: skip
+    if state == ["exited", "0"]:  # Docker does not restart a container `docker kill` stopped
+        assert run["worker"] != holder["worker"], f"finished on the killed worker: {run}"
+    # `up -d` brings the worker count back to WORKER_REPLICAS.
+    seconds = cluster.timed("up", "-d", "--wait", "--wait-timeout", "300", timeout=360)
+    assert len(cluster.containers("worker")) == 2, cluster.logs()
+    note(
+        f"docker kill of {holder['worker']} at epoch {holder['epochs_done']}: the job finished on "
+        f"{run['worker']} {finished_after:.1f} s later (attempt {run['attempt']}, "
+        f"{run['lost_attempts'][0]['reason']}); killed container {' '.join(state[:1])} "
+        f"(restarts {state[1]}); up -d --wait back to 2 workers in {seconds:.1f} s"
+    )
+
+
+def epochs_of(cluster: Cluster, run_id: int) -> list[dict[str, Any]]:
+    return cluster.client.request("GET", f"/api/runs/{run_id}/metrics")["epochs"]

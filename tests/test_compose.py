@@ -320,20 +320,23 @@ def docker_compose_works() -> bool:
         return False
 
 
-@pytest.mark.skipif(not docker_compose_works(), reason="no working `docker compose` here")
-def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "POSTGRES_PASSWORD": "test-only",
-        "REDIS_PASSWORD": "test-only",
-        "TRAINYARD_SECRET_KEY": "test-only",
-        "TRAINYARD_APP_DB_PASSWORD": "test-only",
-        "FLOWER_USER": "test-only",
-        "FLOWER_PASSWORD": "test-only",
-    }
-    empty = tmp_path / "empty.env"  # the test's variables, not a developer's .env
+def required_env() -> dict[str, str]:
+    """The environment with every value compose requires set (to placeholders)."""
+    required = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "TRAINYARD_SECRET_KEY",
+                "TRAINYARD_APP_DB_PASSWORD", "FLOWER_USER", "FLOWER_PASSWORD")  # fmt: skip
+    return {**os.environ, **dict.fromkeys(required, "test-only")}
+
+
+def compose_command(tmp_path: Path, *files: Path) -> list[str]:
+    """`docker compose` on these files, reading the test's variables, not a developer's .env."""
+    empty = tmp_path / "empty.env"
     empty.write_text("")
-    command = ["docker", "compose", "-f", str(COMPOSE), "--env-file", str(empty)]
+    named = [arg for path in files for arg in ("-f", str(path))]
+    return ["docker", "compose", *named, "--env-file", str(empty)]
+
+
+def resolved_services(command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """The services as `docker compose config` resolves them, the flower profile on."""
     result = subprocess.run(
         [*command, "--profile", "flower", "config", "--format", "json"],
         env=env,
@@ -342,42 +345,34 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    resolved = yaml.safe_load(result.stdout)["services"]
+    return yaml.safe_load(result.stdout)["services"]
+
+
+def refuses(command: list[str], env: dict[str, str], missing: str) -> bool:
+    """Whether compose stops before starting anything, naming the missing variable."""
+    result = subprocess.run(
+        [*command, "config", "-q"], env=env, capture_output=True, text=True, timeout=60
+    )
+    return result.returncode != 0 and missing in result.stderr
+
+
+@pytest.mark.skipif(not docker_compose_works(), reason="no working `docker compose` here")
+def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
+    env = required_env()
+    command = compose_command(tmp_path, COMPOSE)
+    resolved = resolved_services(command, env)
     assert resolved["worker"]["deploy"]["replicas"] == 2
     assert resolved["web"]["ports"][0]["host_ip"] == "127.0.0.1"
     # A required value left empty stops compose before anything starts.
     del env["TRAINYARD_APP_DB_PASSWORD"]
-    refused = subprocess.run(
-        [*command, "config", "-q"], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert refused.returncode != 0 and "TRAINYARD_APP_DB_PASSWORD" in refused.stderr
+    assert refuses(command, env, "TRAINYARD_APP_DB_PASSWORD")
 
 
 @pytest.mark.skipif(not docker_compose_works(), reason="no working `docker compose` here")
 def test_the_rabbitmq_override_moves_every_service_to_rabbitmq(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "POSTGRES_PASSWORD": "test-only",
-        "REDIS_PASSWORD": "test-only",
-        "TRAINYARD_SECRET_KEY": "test-only",
-        "TRAINYARD_APP_DB_PASSWORD": "test-only",
-        "FLOWER_USER": "test-only",
-        "FLOWER_PASSWORD": "test-only",
-        "RABBITMQ_PASSWORD": "rabbit-only",
-    }
-    empty = tmp_path / "empty.env"
-    empty.write_text("")
-    files = ["-f", str(COMPOSE), "-f", str(ROOT / "docker-compose.rabbitmq.yml")]
-    command = ["docker", "compose", *files, "--env-file", str(empty)]
-    result = subprocess.run(
-        [*command, "--profile", "flower", "config", "--format", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    resolved = yaml.safe_load(result.stdout)["services"]
+    env = {**required_env(), "RABBITMQ_PASSWORD": "rabbit-only"}
+    command = compose_command(tmp_path, COMPOSE, ROOT / "docker-compose.rabbitmq.yml")
+    resolved = resolved_services(command, env)
     assert "redis" not in resolved, "Redis starts only in its own profile"
     assert resolved["rabbitmq"]["volumes"][0]["target"] == "/var/lib/rabbitmq"
     assert "ports" not in resolved["rabbitmq"], "the broker is reachable from the network only"
@@ -388,7 +383,4 @@ def test_the_rabbitmq_override_moves_every_service_to_rabbitmq(tmp_path: Path) -
     for name in ("web", "worker", "flower"):
         assert resolved[name]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
     del env["RABBITMQ_PASSWORD"]
-    refused = subprocess.run(
-        [*command, "config", "-q"], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert refused.returncode != 0 and "RABBITMQ_PASSWORD" in refused.stderr
+    assert refuses(command, env, "RABBITMQ_PASSWORD")

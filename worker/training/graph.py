@@ -45,6 +45,23 @@ def _seed_key(seed: tf.Tensor) -> tf.Tensor:
     return tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
 
 
+def _epoch_key(seed: tf.Tensor, epoch: tf.Tensor) -> tf.Tensor:
+    return _fold(_fold(_seed_key(seed), _EPOCH), epoch)
+
+
+def _order(n: tf.Tensor, epoch_key: tf.Tensor) -> tf.Tensor:
+    """The epoch's permutation of the n training rows."""
+    return tf.random.experimental.stateless_shuffle(
+        tf.range(n), seed=_fold(epoch_key, _PERMUTATION), alg=_ALG
+    )
+
+
+def batch_order(n: int, *, epoch: int, seed: int) -> np.ndarray:
+    """The order in which `train_epoch` visits n rows in this epoch of a run with this seed."""
+    key = _epoch_key(tf.constant(seed, tf.int64), tf.constant(epoch, tf.int64))
+    return _order(tf.constant(n), key).numpy()
+
+
 @dataclass(frozen=True)
 class EpochTotals:
     """What one call of the epoch function did."""
@@ -178,10 +195,8 @@ class Network:
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         n = tf.shape(images)[0]
         steps = (n + batch_size - 1) // batch_size  # the last partial batch too, as Keras does
-        epoch_key = _fold(_fold(_seed_key(seed), _EPOCH), epoch)
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(n), seed=_fold(epoch_key, _PERMUTATION), alg=_ALG
-        )
+        epoch_key = _epoch_key(seed, epoch)
+        order = _order(n, epoch_key)
         dropout_key = _fold(epoch_key, _DROPOUT)
         keep_scale = 1.0 / (1.0 - dropout)
         first = self.iterations.read_value()

@@ -1,14 +1,18 @@
 """Inject each fault of the survival issue into a real stack and print what happened, and when.
 
-    python -m bench.faults
+    python -m bench.faults [--broker redis|rabbitmq|embedded]
 
-Two single-job workers (the `trainyard cluster` layout) on the local Redis (or one of the bench's
-own, for the broker restart) and a throwaway PostgreSQL database, with the default heartbeat and
-lease. Each fault hits a run of the quickstart's recipe for 20 epochs while it trains.
+Two single-job workers (the `trainyard cluster` layout) on the machine's broker (Redis unless
+`--broker` says otherwise; the embedded one is a SQLite file of the bench's own) and a throwaway
+PostgreSQL database, with the default heartbeat and lease. First the latency from submit to a
+running run on idle workers; then each fault hits a run of the quickstart's recipe for 20 epochs
+while it trains; last the broker itself is lost with runs queued (Redis: a server of the bench's
+own restarted without its data; RabbitMQ: a node of its own SIGKILLed and restarted).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import tempfile
@@ -20,7 +24,7 @@ from sqlalchemy import func, select
 
 from bench.stack import Layout, Stack, stack, wait
 from shared.models import Epoch, Run, RunStatus, utcnow
-from tests.support import RedisServer
+from tests.support import RABBIT_URL, REDIS_URL, RedisServer, rabbit_node
 
 LONG = {"epochs": 20, "seed": 1}
 ROWS: list[tuple[str, str, str]] = []
@@ -170,7 +174,29 @@ def cancelled(running: Stack) -> None:
     )
 
 
-def broker_lost(home: Path) -> None:
+def latency(running: Stack) -> None:
+    """Submit to running, on idle workers: how long the broker takes to hand a job over."""
+    seconds = []
+    for seed in range(7):
+        began = time.monotonic()
+        run_id = running.submit(train_samples=1000, epochs=1, seed=seed)
+
+        def claimed(run_id: int = run_id) -> bool:
+            return running.run(run_id).status != RunStatus.QUEUED
+
+        wait(claimed, 60, "the claim", 0.01)
+        seconds.append(time.monotonic() - began)
+        running.finished([run_id])
+    first, rest = seconds[0], sorted(seconds[1:])
+    report(
+        "submit to running, idle workers",
+        "the broker hands the message to a free worker, which claims the run",
+        f"median {rest[len(rest) // 2]:.2f} s (max {rest[-1]:.2f} s) of {len(rest)}, "
+        f"after a first of {first:.2f} s",
+    )
+
+
+def redis_lost(home: Path) -> None:
     server = RedisServer(home / "redis")
     server.start()
     try:
@@ -183,18 +209,45 @@ def broker_lost(home: Path) -> None:
             took = time.monotonic() - began
     finally:
         server.kill()
+    report_lost("Redis restarted without its data", "the sweeps sent the lost messages again",
+                runs, took)  # fmt: skip
+
+
+def rabbitmq_lost(home: Path) -> None:
+    with (
+        rabbit_node() as node,
+        stack(home / "broker", Layout(2, 1, 1), broker_url=node.url) as running,
+    ):
+        ids = [running.submit(train_samples=5000, epochs=2, seed=n) for n in range(20)]
+        node.stop(kill=True)
+        node.start()
+        began = time.monotonic()
+        runs = running.finished(ids)
+        took = time.monotonic() - began
+    report_lost("RabbitMQ node SIGKILLed and restarted",
+                "the quorum queue kept the confirmed messages on disk", runs, took)  # fmt: skip
+
+
+def report_lost(fault: str, outcome: str, runs: list[Run], took: float) -> None:
     succeeded = sum(run.status == RunStatus.SUCCEEDED for run in runs)
     twice = sum(run.attempt > 1 for run in runs)
     report(
-        "Redis restarted without its data, 20 runs queued",
-        f"the sweeps sent the lost messages again; {succeeded}/20 succeeded",
+        f"{fault}, {len(runs)} runs queued",
+        f"{outcome}; {succeeded}/{len(runs)} succeeded",
         f"all done {took:.0f} s after the restart; {twice} run(s) claimed twice",
     )
 
 
 def main() -> None:
-    print("faults: each one injected into a stack of 2 workers (default heartbeat and lease)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--broker", choices=["redis", "rabbitmq", "embedded"], default="redis")
+    args = parser.parse_args()
+    print(
+        f"faults on {args.broker}: each one injected into a stack of 2 workers "
+        "(default heartbeat and lease)"
+    )
     scenarios: list[Callable[[Stack], None]] = [
+        latency,
         worker_killed,
         child_killed,
         frozen,
@@ -204,9 +257,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="trainyard-faults-") as folder:
         home = Path(folder)
         for number, scenario in enumerate(scenarios):
-            with stack(home / str(number), Layout(2, 1, 1)) as running:
+            broker = {
+                "redis": REDIS_URL,
+                "rabbitmq": RABBIT_URL,
+                "embedded": f"sqla+sqlite:///{home / str(number) / 'broker.db'}",
+            }[args.broker]
+            with stack(home / str(number), Layout(2, 1, 1), broker_url=broker) as running:
                 scenario(running)
-        broker_lost(home)
+        if args.broker == "redis":
+            redis_lost(home)
+        elif args.broker == "rabbitmq":
+            rabbitmq_lost(home)
     print("\n| fault | what trainyard does | measured |\n|---|---|---|")
     for fault, outcome, figure in ROWS:
         print(f"| {fault} | {outcome} | {figure} |")

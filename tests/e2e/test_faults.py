@@ -39,15 +39,17 @@ LEASE = 8.0
 LONG = {"train_samples": 60000, "epochs": 14}
 
 
-# The faults that touch the broker run on Redis and on RabbitMQ: the guarantees rest on the
-# store, not on either broker.
-BOTH_BROKERS = pytest.mark.parametrize("broker", ["redis", "rabbitmq"], indirect=True)
+# The worker's faults run on every broker: the guarantees rest on the store, not on the broker.
+EVERY_BROKER = pytest.mark.parametrize("broker", ["redis", "rabbitmq", "embedded"], indirect=True)
 
 
 @pytest.fixture()
-def broker(request: pytest.FixtureRequest) -> str:
-    """The machine's broker a test runs on: Redis unless the test says RabbitMQ."""
-    return {"redis": REDIS_URL, "rabbitmq": RABBIT_URL}[getattr(request, "param", "redis")]
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The broker a test runs on: the machine's Redis unless the test says RabbitMQ or the
+    embedded one (a SQLite file of the test's own)."""
+    kind = getattr(request, "param", "redis")
+    embedded = f"sqla+sqlite:///{tmp_path / 'broker.db'}"
+    return {"redis": REDIS_URL, "rabbitmq": RABBIT_URL, "embedded": embedded}[kind]
 
 
 @pytest.fixture()
@@ -123,7 +125,7 @@ def assert_resumed(run: Run, rows: list[tuple[int, int]], total: int) -> None:
     assert all(attempt == run.attempt for epoch, attempt in rows if epoch > len(first))
 
 
-@BOTH_BROKERS
+@EVERY_BROKER
 def test_a_killed_worker_host_loses_nothing_and_its_run_resumes_elsewhere(
     faulty: Settings, store: Store
 ) -> None:
@@ -240,7 +242,7 @@ def assert_each_ran_once(store: Store, runs: list[Run]) -> None:
         assert epochs(store, run.id) == [(1, 1)]
 
 
-@BOTH_BROKERS
+@EVERY_BROKER
 def test_sigterm_hands_the_run_over_and_the_worker_exits_within_20_s(
     faulty: Settings, store: Store
 ) -> None:

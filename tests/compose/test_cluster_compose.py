@@ -320,6 +320,31 @@ def test_a_redis_restart_loses_no_queued_job(cluster: Cluster) -> None:
     )
 
 
+def test_redis_losing_its_data_loses_no_queued_job(cluster: Cluster) -> None:
+    # Redis restarted without its data (a flush, AOF off, a lost volume): the queued runs'
+    # messages are gone. Both workers are busy, so three runs are surely queued when it happens;
+    # the workers' sweeps must send them again, since nothing else will.
+    busy = [cluster.submit(LONG_JOB, f"keeps worker {n} busy") for n in range(2)]
+    for run_id in busy:
+        cluster.running(run_id, epochs=1, timeout=180)
+    waiting = [cluster.submit(SMALL_JOB, f"queued through a redis flush {n}") for n in range(3)]
+    assert all(cluster.client.run(run_id)["status"] == "queued" for run_id in waiting)
+    password = cluster.env["REDIS_PASSWORD"]
+    flush = ("exec", "-T", "redis", "redis-cli", "-a", password, "--no-auth-warning")
+    assert cluster.compose(*flush, "FLUSHALL").stdout.strip() == "OK"
+    cluster.compose("restart", "redis", timeout=120)
+    lost = time.monotonic()
+    assert cluster.compose(*flush, "LLEN", "training").stdout.strip() == "0", "Redis kept data"
+    for run_id in busy:
+        cluster.client.cancel(run_id)
+    runs = cluster.succeeded(waiting, timeout=180)
+    assert [run["attempt"] for run in runs] == [1, 1, 1], f"a run was claimed twice: {runs}"
+    note(
+        f"Redis flushed and restarted with 3 runs queued behind 2 busy workers: 3/3 succeeded, "
+        f"all done {time.monotonic() - lost:.1f} s after"
+    )
+
+
 def test_down_then_up_keeps_every_run(cluster: Cluster) -> None:
     before = {run["id"]: run["status"] for run in cluster.client.iter_runs()}
     down = cluster.timed("down", "--timeout", "30", timeout=180)

@@ -12,7 +12,7 @@ endif
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 WORKERS ?= 2
 
-.PHONY: install up test test-sqlite test-postgres lint format cluster bench vendor clean
+.PHONY: install up test test-sqlite test-postgres test-compose lock lint format cluster bench vendor clean
 
 install: $(VENV)/.installed
 
@@ -25,13 +25,26 @@ $(VENV)/.installed: pyproject.toml
 up: install
 	$(BIN)/trainyard up
 
-test: install lint test-sqlite test-postgres
+test: install lint test-sqlite test-postgres test-compose
 
 test-sqlite: install
 	$(BIN)/pytest
 
 test-postgres: install
 	TRAINYARD_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest tests/shared tests/web -m "not slow and not browser"
+
+# The image and the compose cluster as a user runs them (tests/compose/); skipped without Docker.
+test-compose: install
+	$(BIN)/pytest tests/compose -rA
+
+# requirements.lock: every package the image installs, pinned with hashes for Linux x86_64 and
+# CPython 3.11 (pyproject's dependencies and the flower extra). Keeps the pins that still fit;
+# `make lock UPGRADE=1` takes the newest allowed.
+lock: install
+	$(BIN)/uv --version >/dev/null 2>&1 || $(BIN)/pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml --extra flower --generate-hashes \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade) --quiet -o requirements.lock
 
 lint: install
 	$(BIN)/ruff check .
@@ -46,9 +59,13 @@ cluster: install
 	TRAINYARD_DATABASE_URL=$${TRAINYARD_DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/trainyard} \
 	$(BIN)/trainyard cluster --workers $(WORKERS)
 
+# Each prints its measured figures; none of them is a test (README, "Speed" and "Faults").
 bench: install
-	$(BIN)/python -m bench.runs_pages
+	$(BIN)/python -m bench.speed
+	$(BIN)/python -m bench.parity
 	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.faults
+	$(BIN)/python -m bench.runs_pages
 
 vendor:
 	cd $$(mktemp -d) && npm pack --silent chart.js@4 && tar xzf chart.js-*.tgz \

@@ -26,6 +26,7 @@ from shared.models import (
     Run,
     RunStatus,
     TrainedModel,
+    Worker,
     utcnow,
 )
 
@@ -80,8 +81,11 @@ class EpochRecord:
     val_accuracy: float | None = None
 
 
-def claim(session: Session, run_id: int, worker: str, pid: int, seconds: float) -> Lease | None:
-    """Atomically make a queued run ours under a new attempt; None when it is not queued.
+def claim(
+    session: Session, run_id: int, worker: str, pid: int, seconds: float, node_pid: int = 0
+) -> Lease | None:
+    """Atomically make a queued run ours under a new attempt; None when it is not queued, or when
+    our node (main process `node_pid`) is leaving (see `leaving`).
 
     A message for a run that is running, finished or cancelled is simply dropped: the holder has
     it, or nobody needs it, and the sweeps send a new message whenever a queued run lacks one.
@@ -89,7 +93,12 @@ def claim(session: Session, run_id: int, worker: str, pid: int, seconds: float) 
     now = utcnow()
     result = session.execute(
         update(Run)
-        .where(Run.id == run_id, Run.status == RunStatus.QUEUED, Run.cancel_requested.is_(False))
+        .where(
+            Run.id == run_id,
+            Run.status == RunStatus.QUEUED,
+            Run.cancel_requested.is_(False),
+            ~_leaving(worker, node_pid).exists(),
+        )
         .values(
             status=RunStatus.RUNNING,
             worker=worker,
@@ -108,6 +117,19 @@ def claim(session: Session, run_id: int, worker: str, pid: int, seconds: float) 
     attempt = session.scalar(select(Run.attempt).where(Run.id == run_id))
     assert attempt is not None
     return Lease(run_id, attempt, worker, seconds)
+
+
+def _leaving(worker: str, node_pid: int) -> Any:
+    return select(Worker.id).where(
+        Worker.name == worker, Worker.pid == node_pid, Worker.stopped_at.is_not(None)
+    )
+
+
+def leaving(session: Session, worker: str, node_pid: int) -> bool:
+    """Whether a worker node is shutting down: it finishes or hands over what it holds and takes
+    no new run. A warm shutdown may still pass a message to the node's pool for a moment (a
+    polling broker's last fetch); that claim is refused and the message sent on to another node."""
+    return session.scalar(_leaving(worker, node_pid).exists().select()) or False
 
 
 def _why_refused(session: Session, lease: Lease) -> Exception:

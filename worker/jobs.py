@@ -11,6 +11,9 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from shared.db import Store
 from shared.errors import DatasetError
 from shared.leases import (
@@ -20,6 +23,7 @@ from shared.leases import (
     claim,
     finish,
     last_checkpoint,
+    leaving,
     record_environment,
     record_epoch,
     release,
@@ -122,16 +126,28 @@ def execute_run(context: WorkerContext, run_id: int, worker: str) -> Outcome:
     lease, so an attempt that lost it (its worker froze past the lease, say) writes nothing more.
     """
     store = context.store
+    node_pid = os.getppid()  # a prefork pool process: its node is the parent
     with store.session_scope() as session:
-        lease = claim(session, run_id, worker, os.getpid(), context.settings.heartbeat_timeout)
+        lease = claim(
+            session, run_id, worker, os.getpid(), context.settings.heartbeat_timeout, node_pid
+        )
         if lease is None:
+            pass_to = _pass_on(session, run_id, worker, node_pid)
+        else:
+            run = session.get(Run, run_id)
+            assert run is not None
+            params = Hyperparams.model_validate(run.params)
+            checkpoint = last_checkpoint(session, run_id)
+            resume = (checkpoint.epoch, checkpoint.state) if checkpoint else None
+    if lease is None:
+        if pass_to is None:
             logger.info("run %s is not queued; dropping the message", run_id)
-            return Outcome.SKIPPED
-        run = session.get(Run, run_id)
-        assert run is not None
-        params = Hyperparams.model_validate(run.params)
-        checkpoint = last_checkpoint(session, run_id)
-        resume = (checkpoint.epoch, checkpoint.state) if checkpoint else None
+        else:
+            context.send(run_id, pass_to)
+            logger.info(
+                "run %s: %s is stopping; its message goes to another worker", run_id, worker
+            )
+        return Outcome.SKIPPED
     logger.info(
         "run %s claimed by %s (attempt %d%s): %s",
         run_id,
@@ -150,6 +166,13 @@ def execute_run(context: WorkerContext, run_id: int, worker: str) -> Outcome:
     except Exception as exc:
         logger.exception("run %s failed", run_id)
         return _end(store, lease, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+
+
+def _pass_on(session: Session, run_id: int, worker: str, node_pid: int) -> str | None:
+    """The queue to send a queued run's message to when our node is leaving; else None."""
+    if not leaving(session, worker, node_pid):
+        return None
+    return session.scalar(select(Run.queue).where(Run.id == run_id, Run.status == RunStatus.QUEUED))
 
 
 def _ids(lease: Lease) -> tuple[int, int]:

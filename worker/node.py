@@ -145,8 +145,10 @@ class Node:
         return [run_id for run_id, _ in requeued]
 
     def hand_over(self) -> None:
-        """Ask this node's running jobs to stop at their next batch and go back to the queue."""
+        """Take no new run, and ask this node's running jobs to stop at their next batch and go
+        back to the queue."""
         with self.store.session_scope() as session:
+            stop_worker(session, self.name)  # from now on its pool claims nothing (`leaving`)
             count = request_handover(session, self.name)
         if count:
             logger.info(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from shared.models import Epoch, Run, RunStatus, TrainedModel, utcnow
 from shared.params import Hyperparams
 from shared.queries import get_run
 from shared.runs import request_cancel
+from shared.workers import register_worker
 from tests.builders import make_run
 from tests.support import REDIS_URL, wait_for
 from worker import jobs
@@ -183,6 +185,34 @@ def test_handover_puts_the_run_back_with_its_checkpoint_and_a_new_message(
     assert after.status == RunStatus.QUEUED and after.lost_attempts == []
     assert after.checkpoint is not None and after.checkpoint.epoch == after.epochs_done
     assert sent == [(run.id, "training")]
+
+
+def test_a_stopping_node_claims_nothing_more_and_passes_each_message_on(
+    context: WorkerContext,
+    settings: Settings,
+    store: Store,
+    session: Session,
+    sent: Sent,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A warm shutdown on a polling broker (the embedded one) can still hand the pool a message,
+    # such as the one its own handover just sent: that run must go to another worker.
+    monkeypatch.setattr(os, "getppid", os.getpid)  # this process is the node and its pool process
+    register_worker(session, "inline@test", "host", os.getpid(), 1)
+    held = make_run(session, status=RunStatus.RUNNING, worker="inline@test")
+    queued = make_run(session)
+    session.commit()
+    Node("inline@test", settings, store, sent).hand_over()  # SIGTERM
+    assert jobs.execute_run(context, queued.id, "inline@test") == Outcome.SKIPPED
+    assert sent == [(queued.id, "training")]
+    after = read(session, queued.id)
+    assert (after.status, after.attempt) == (RunStatus.QUEUED, 0)
+    assert read(session, held.id).handover_requested
+    # Another node takes it; so does this one once it starts again (registered anew).
+    assert claim(session, queued.id, "other@test", 2, 30, node_pid=os.getpid()) is not None
+    register_worker(session, "inline@test", "host", os.getpid(), 1)
+    again = make_run(session)
+    assert claim(session, again.id, "inline@test", 3, 30, node_pid=os.getpid()) is not None
 
 
 def test_a_missing_dataset_fails_the_run_with_the_reason(

@@ -103,7 +103,7 @@ def child_killed(running: Stack) -> None:
     done = running.finished([run_id])[0]
     report(
         "pool process killed",
-        f"its node's sweep requeued it at once, resumed from the checkpoint; {done.status.value}",
+        f"its node's next sweep (each heartbeat) requeued it, resumed from the checkpoint; {done.status.value}",
         f"taken up {recovered:.1f} s after the kill",
     )
 

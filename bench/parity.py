@@ -1,6 +1,6 @@
 """Same math as `model.fit`: test accuracy of trainyard's graph epochs against Keras' own fit.
 
-    python -m bench.parity [--seeds 6]
+    python -m bench.parity [--seeds 6] [--only "adam, raw pixels" ...]
 
 For each setting (every optimizer, normalize on and off, a validation split, no dropout, an odd
 batch size that leaves a partial last batch), trains the same model with the same hyperparameters
@@ -88,7 +88,11 @@ def keras_fit(params: Hyperparams, data: Mnist, initial: list[np.ndarray]) -> fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument(
+        "--only", action="append", choices=list(SETTINGS), help="a setting to run (repeatable)"
+    )
     args = parser.parse_args()
+    settings = {name: SETTINGS[name] for name in args.only or SETTINGS}
     from worker.training.data import load_mnist
     from worker.training.model import Job, train
     from worker.training.runtime import init_tensorflow
@@ -102,7 +106,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|")
     differences = []
-    for name, changes in SETTINGS.items():
+    for name, changes in settings.items():
         fits, ours, fit_seconds, our_seconds = [], [], 0.0, 0.0
         for seed in range(1, args.seeds + 1):
             params = Hyperparams.model_validate({"seed": seed, **changes})

@@ -9,11 +9,12 @@ accuracy of each, the mean difference in points with its 95% interval, and the t
 goal: within 0.2 points on average.
 
 The comparison is paired (common random numbers): for each seed, Keras starts from trainyard's
-initial weights and fits the same shuffled order of batches (`model.fit` one epoch at a time on
-the rows in trainyard's order, `shuffle=False`), so what differs is the arithmetic and Keras'
-own dropout masks. Unpaired, the seed-to-seed spread alone (about 0.5 points with raw pixels)
-would hide a difference of 0.2 points at any affordable number of seeds.
-tests/worker/test_graph.py checks the arithmetic alone: without dropout the weights agree.
+initial weights, fits the same shuffled order of batches (`model.fit` one epoch at a time on
+the rows in trainyard's order, `shuffle=False`) and its Dropout layer, seeded with trainyard's
+`dropout_seed`, draws the same masks; what is left to differ is the arithmetic (the order of
+float32 sums). Unpaired, the seed-to-seed spread alone (about 0.5 points with raw pixels) would
+hide a difference of 0.2 points at any affordable number of seeds.
+tests/worker/test_graph.py checks the same weight for weight on a small slice.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ def keras_fit(params: Hyperparams, data: Mnist, initial: list[np.ndarray]) -> fl
     trainyard's batch order."""
     import keras
 
-    from worker.training.graph import batch_order
+    from worker.training.graph import batch_order, dropout_seed
 
-    keras.utils.set_random_seed(params.seed or 0)  # Keras' own dropout masks
+    seed = params.seed or 0
     optimizers = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
                   "rmsprop": keras.optimizers.RMSprop}  # fmt: skip
     model = keras.Sequential(
@@ -59,7 +60,7 @@ def keras_fit(params: Hyperparams, data: Mnist, initial: list[np.ndarray]) -> fl
             keras.Input(shape=(28, 28)),
             keras.layers.Flatten(),
             keras.layers.Dense(params.hidden_units, activation="relu"),
-            keras.layers.Dropout(params.dropout),
+            keras.layers.Dropout(params.dropout, seed=dropout_seed(seed)),  # trainyard's masks
             keras.layers.Dense(10),
         ]
     )
@@ -76,7 +77,7 @@ def keras_fit(params: Hyperparams, data: Mnist, initial: list[np.ndarray]) -> fl
     split = int(params.train_samples * (1.0 - params.validation_split))
     validation = (images[split:], labels[split:]) if split < params.train_samples else None
     for epoch in range(1, params.epochs + 1):
-        order = batch_order(split, epoch=epoch, seed=params.seed or 0)
+        order = batch_order(split, epoch=epoch, seed=seed)
         model.fit(
             images[order], labels[order], batch_size=params.batch_size, epochs=1,
             shuffle=False, validation_data=validation, verbose=0,

@@ -1,9 +1,10 @@
 """trainyard's graph epoch is Keras' training step for step: the same weights after the same batches.
 
-Both start from the same weights and visit the same batches in the same order (dropout 0, so no
-random masks differ); after two epochs every weight agrees to float32 rounding, for each optimizer
-and a batch size that leaves a partial last batch. bench/parity.py measures the statistics
-(test accuracy over seeds) with dropout on.
+Both start from the same weights, visit the same batches in the same order and, with dropout on,
+draw the same masks (Keras' Dropout seeded with trainyard's `dropout_seed`); after two epochs every
+weight agrees to float32 rounding, for each optimizer, normalized or not, with and without
+dropout, and a batch size that leaves a partial last batch. bench/parity.py measures the same
+agreement in test accuracy at full size through `model.fit`.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ def mnist() -> Mnist:
     return load_mnist(mnist_dir())
 
 
-def keras_model(optimizer: str, learning_rate: float, hidden: int):
+def keras_model(optimizer: str, learning_rate: float, hidden: int, dropout: float, seed: int):
     import keras
+
+    from worker.training.graph import dropout_seed
 
     optimizers = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
                   "rmsprop": keras.optimizers.RMSprop}  # fmt: skip
@@ -32,6 +35,7 @@ def keras_model(optimizer: str, learning_rate: float, hidden: int):
         [
             keras.Input(shape=(784,)),
             keras.layers.Dense(hidden, activation="relu"),
+            keras.layers.Dropout(dropout, seed=dropout_seed(seed)),
             keras.layers.Dense(10),
         ]
     )
@@ -44,8 +48,9 @@ def keras_model(optimizer: str, learning_rate: float, hidden: int):
 
 @pytest.mark.parametrize(("optimizer", "learning_rate"), OPTIMIZERS)
 @pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
 def test_two_epochs_match_keras_train_on_batch(
-    mnist: Mnist, optimizer: str, learning_rate: float, normalize: bool
+    mnist: Mnist, optimizer: str, learning_rate: float, normalize: bool, dropout: float
 ) -> None:
     import tensorflow as tf
 
@@ -56,7 +61,7 @@ def test_two_epochs_match_keras_train_on_batch(
     labels = mnist.train_labels[:ROWS].astype(np.int32)
     network = Network(32, optimizer)
     network.reset(SEED)
-    model = keras_model(optimizer, learning_rate, 32)
+    model = keras_model(optimizer, learning_rate, 32, dropout, SEED)
     initial = network.weights()
     model.set_weights(initial)
 
@@ -64,7 +69,7 @@ def test_two_epochs_match_keras_train_on_batch(
     for epoch in range(1, EPOCHS + 1):
         totals = network.train_epoch(
             tf.constant(images), tf.constant(labels), epoch=epoch, seed=SEED,
-            batch_size=BATCH, learning_rate=learning_rate, dropout=0.0,
+            batch_size=BATCH, learning_rate=learning_rate, dropout=dropout,
         )  # fmt: skip
         assert totals.steps == 6 and totals.samples == ROWS
         order = batch_order(ROWS, epoch=epoch, seed=SEED)

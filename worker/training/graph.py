@@ -10,9 +10,10 @@ model, batches and update rule as `model.fit`, at a fraction of its time on a CP
 - the graph is traced once per process for a width and optimizer; a new run only re-initialises
   the variables, since batch size, learning rate, dropout, epoch and seed are tensors.
 
-The epoch's permutation is keyed on (seed, epoch) and each dropout mask on (seed, epoch, step)
+The epoch's permutation is keyed on (seed, epoch) and each dropout mask on (seed, optimizer step)
 with stateless random numbers, so an epoch depends only on the state at its start: a run resumed
-from the checkpoint of its last finished epoch goes on exactly as it would have.
+from the checkpoint of its last finished epoch goes on exactly as it would have. The masks are
+Keras' own: its Dropout layer, seeded with `dropout_seed(seed)`, draws the same ones.
 
 The loop re-reads a `stop` variable before each batch; another thread assigns it to end the
 epoch after the current batch (cancel, a lost lease, a worker shutting down).
@@ -35,6 +36,8 @@ SLOTS = {"adam": ("m", "v"), "rmsprop": ("ms", "mom"), "sgd": ()}
 # Tags folded into the run's seed, so the random streams never overlap.
 _INIT, _EPOCH, _PERMUTATION, _DROPOUT = 1, 2, 3, 4
 _ALG = "philox"  # explicit, so the streams do not depend on the device
+# Keras folds a seed into int32 modulo this (`_cast_seed` in its TensorFlow backend).
+_KERAS_SEED_MOD = 2**31 - 2
 
 
 def _fold(key: tf.Tensor, data: int | tf.Tensor) -> tf.Tensor:
@@ -47,6 +50,25 @@ def _seed_key(seed: tf.Tensor) -> tf.Tensor:
 
 def _epoch_key(seed: tf.Tensor, epoch: tf.Tensor) -> tf.Tensor:
     return _fold(_fold(_seed_key(seed), _EPOCH), epoch)
+
+
+def _dropout_seed(seed: tf.Tensor) -> tf.Tensor:
+    return tf.math.floormod(_fold(_seed_key(seed), _DROPOUT)[0], _KERAS_SEED_MOD)
+
+
+def dropout_seed(seed: int) -> int:
+    """The seed of a run's dropout stream. A Keras Dropout layer whose seed generator starts at
+    `[dropout_seed(seed), 0]` draws, at each training step, the mask this run draws at that step."""
+    return int(_dropout_seed(tf.constant(seed, tf.int64)).numpy())
+
+
+def _dropout_mask(shape: tf.Tensor, seed: tf.Tensor, step: tf.Tensor, rate: tf.Tensor) -> tf.Tensor:
+    """Keras' Dropout on TensorFlow, draw for draw: `stateless_dropout`'s uniform numbers seeded
+    [seed, step] (its seed generator's state at the run's step-th update), units kept where
+    u >= rate and scaled by 1 / (1 - rate)."""
+    key = tf.cast(tf.stack([seed, tf.math.floormod(step, _KERAS_SEED_MOD)]), tf.int32)
+    u = tf.random.stateless_uniform(shape, key)  # the device's default: Philox on a CPU
+    return tf.where(u >= rate, 1.0 / (1.0 - rate), 0.0)
 
 
 def _order(n: tf.Tensor, epoch_key: tf.Tensor) -> tf.Tensor:
@@ -197,8 +219,7 @@ class Network:
         steps = (n + batch_size - 1) // batch_size  # the last partial batch too, as Keras does
         epoch_key = _epoch_key(seed, epoch)
         order = _order(n, epoch_key)
-        dropout_key = _fold(epoch_key, _DROPOUT)
-        keep_scale = 1.0 / (1.0 - dropout)
+        dropout_seed = _dropout_seed(seed)
         first = self.iterations.read_value()
 
         def more(step: tf.Tensor, loss_sum: tf.Tensor, correct: tf.Tensor) -> tf.Tensor:
@@ -209,15 +230,11 @@ class Network:
             size = tf.minimum(batch_size, n - start)
             rows = tf.slice(order, [start], [size])
             x, y = tf.gather(images, rows), tf.gather(labels, rows)
+            before = first + tf.cast(step, tf.int64)  # updates before this batch's
             mask = None
             if use_dropout:
-                # As Keras' Dropout: keep where u >= rate, scale what is kept by 1 / (1 - rate).
-                u = tf.random.stateless_uniform(
-                    tf.stack([size, self.hidden]), _fold(dropout_key, step), alg=_ALG
-                )
-                mask = tf.where(u >= dropout, keep_scale, 0.0)
-            t = first + tf.cast(step, tf.int64) + 1
-            loss, hits = self._step(x, y, mask, learning_rate, t)
+                mask = _dropout_mask(tf.stack([size, self.hidden]), dropout_seed, before, dropout)
+            loss, hits = self._step(x, y, mask, learning_rate, before + 1)
             return step + 1, loss_sum + tf.cast(loss, tf.float64), correct + hits
 
         done, loss_sum, correct = tf.while_loop(

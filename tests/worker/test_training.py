@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -83,3 +86,44 @@ def test_each_optimizer_trains(mnist: Mnist, optimizer: str, learning_rate: floa
         lambda m: None,
     )
     assert outcome.test_accuracy is not None and outcome.test_accuracy > 0.3
+
+
+# Which of the network's (weight, slot) pairs Keras' optimizer holds, in its order: Adam's
+# momentum and velocity per weight, RMSprop's velocity alone, nothing for SGD.
+KERAS_ORDER = {
+    "adam": [(w, s) for w in range(4) for s in (0, 1)],
+    "rmsprop": [(w, 0) for w in range(4)],
+    "sgd": [],
+}
+
+
+@pytest.mark.parametrize("optimizer", sorted(KERAS_ORDER))
+def test_the_model_file_holds_the_run_s_optimizer_as_training_left_it(
+    mnist: Mnist, optimizer: str, tmp_path: Path
+) -> None:
+    """It loads without a warning, and `fit` on it goes on with the run's optimizer, learning
+    rate, step count and slots."""
+    import keras
+
+    from worker.training.model import Job
+
+    params = Hyperparams(
+        epochs=1, train_samples=500, batch_size=50, optimizer=optimizer, learning_rate=0.01, seed=5
+    )
+    job = Job(params, mnist)
+    assert job.train_epoch(1) is not None
+    path = tmp_path / "run.keras"
+    path.write_bytes(job.keras_file())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = keras.models.load_model(path)
+    loaded = model.optimizer
+    assert type(loaded).__name__.lower() == optimizer
+    assert float(loaded.learning_rate.numpy()) == pytest.approx(0.01)
+    assert int(loaded.iterations.numpy()) == 10  # 500 images in batches of 50
+    slots = loaded.variables[2:]
+    assert len(slots) == len(KERAS_ORDER[optimizer])
+    for variable, (weight, slot) in zip(slots, KERAS_ORDER[optimizer], strict=True):
+        ours = job.network.slots[weight][slot].numpy()
+        assert np.abs(ours).sum() > 0  # trained state, not a fresh optimizer's zeros
+        np.testing.assert_array_equal(variable.numpy(), ours)

@@ -33,6 +33,9 @@ CLASSES = 10
 # Keras 3's optimizer defaults.
 ADAM_BETA_1, ADAM_BETA_2, RMSPROP_RHO, EPSILON = 0.9, 0.999, 0.9, 1e-7
 SLOTS = {"adam": ("m", "v"), "rmsprop": ("ms", "mom"), "sgd": ()}
+# The slots Keras' optimizer of the same name keeps for each weight, in its order (Adam's
+# momentum and velocity; RMSprop without momentum keeps only its velocity, our `ms`).
+KERAS_SLOTS = {"adam": ("m", "v"), "rmsprop": ("ms",), "sgd": ()}
 # Tags folded into the run's seed, so the random streams never overlap.
 _INIT, _EPOCH, _PERMUTATION, _DROPOUT = 1, 2, 3, 4
 _ALG = "philox"  # explicit, so the streams do not depend on the device
@@ -185,6 +188,18 @@ class Network:
     def weights(self) -> list[np.ndarray]:
         """The layer weights alone: w1, b1, w2, b2."""
         return [p.numpy() for p in self.params]
+
+    def keras_optimizer_state(self) -> tuple[int, list[np.ndarray]]:
+        """The step count and the slots as Keras' optimizer of the same name holds them: per
+        weight in layer order, the slots of `KERAS_SLOTS`."""
+        kept = KERAS_SLOTS[self.optimizer]
+        slots = [
+            slot.numpy()
+            for per_weight in self.slots
+            for kind, slot in zip(SLOTS[self.optimizer], per_weight, strict=True)
+            if kind in kept
+        ]
+        return int(self.iterations.numpy()), slots
 
     # Graph code.
 

@@ -163,8 +163,16 @@ class Job:
 
     def keras_file(self) -> bytes:
         """The trained model as a `.keras` file that takes raw 28x28 pixels (0-255): the pixel
-        scaling of the run is its first layer, so `load_model(...).predict(images)` just works."""
+        scaling of the run is its first layer, so `load_model(...).predict(images)` just works.
+        It is compiled with the run's loss and optimizer, the optimizer's state as training left
+        it, so `fit` goes on where the run stopped."""
         import keras
+
+        optimizers = {
+            "adam": keras.optimizers.Adam,
+            "rmsprop": keras.optimizers.RMSprop,
+            "sgd": keras.optimizers.SGD,
+        }
 
         layers: list[Any] = [keras.Input(shape=(28, 28))]
         if self.params.normalize:
@@ -178,8 +186,17 @@ class Job:
         model = keras.Sequential(layers, name=f"trainyard_run_seed_{self.params.seed}")
         model.set_weights(self.network.weights())
         model.compile(
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+            optimizer=optimizers[self.params.optimizer](learning_rate=self.params.learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
         )
+        optimizer = model.optimizer
+        optimizer.build(model.trainable_variables)
+        steps, slots = self.network.keras_optimizer_state()
+        optimizer.iterations.assign(steps)
+        # Keras lists its step count and learning rate first, then the slots.
+        for variable, value in zip(optimizer.variables[2:], slots, strict=True):
+            variable.assign(value)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "model.keras"
             model.save(path)

@@ -304,6 +304,64 @@ def redis_server(folder: Path) -> Iterator[RedisServer]:
         server.kill()
 
 
+def _postgres_bin(program: str) -> str:
+    """A PostgreSQL server program: on PATH, or in Debian's versioned folder."""
+    found = shutil.which(program) or next(
+        (str(p) for p in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{program}"))), None
+    )
+    assert found, f"{program} (PostgreSQL's server programs) is not installed"
+    return found
+
+
+class PostgresServer:
+    """A PostgreSQL server of a test's own on a loopback port (trust auth, no fsync): it can be
+    stopped the hard way, as a crash or a failover does, and started again with its data."""
+
+    def __init__(self) -> None:
+        # The server refuses to run as root: as root, it runs as the postgres user.
+        self.folder = Path(tempfile.mkdtemp(prefix="trainyard-pg-"))
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(self.folder, "postgres", "postgres")
+        self.port = free_port()
+        user = "postgres" if self.as_user else os.environ.get("USER", "postgres")
+        self.url = f"postgresql+psycopg://{user}@127.0.0.1:{self.port}/postgres"
+        self.data = self.folder / "data"
+        subprocess.run(
+            [*self.as_user, _postgres_bin("initdb"), "-D", str(self.data), "-A", "trust",
+             "-U", user, "--no-sync"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(
+            [*self.as_user, _postgres_bin("pg_ctl"), "-D", str(self.data), "-w", "-t", "60",
+             "-l", str(self.folder / "server.log"), *args],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._ctl("-o", options, "start")
+
+    def crash(self) -> None:
+        """Stop at once (`immediate`): every connection is cut, nothing is shut down cleanly."""
+        self._ctl("-m", "immediate", "stop")
+
+
+@contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgresServer, started; stopped and removed when the block ends."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            server.crash()
+        shutil.rmtree(server.folder, ignore_errors=True)
+
+
 def csrf_token(client: FlaskClient, path: str = "/runs/new") -> str:
     """The CSRF token of a form page (it also starts the session that token belongs to)."""
     fields = find(client.get(path).get_data(as_text=True), "input", name="csrf_token")

@@ -10,11 +10,12 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.db import Store
+from shared.db import Store, unreachable
 from shared.errors import DatasetError
 from shared.leases import (
     CancelRequested,
@@ -38,6 +39,10 @@ logger = logging.getLogger(__name__)
 # How often a training job reads its run's cancel and handover flags: a cancel is honoured within
 # this plus one batch.
 WATCH_INTERVAL = 0.5
+# How long a job waits before it tries a write again while the store is unreachable.
+STORE_RETRY_INTERVAL = 1.0
+
+T = TypeVar("T")
 
 
 class Outcome(enum.StrEnum):
@@ -179,11 +184,31 @@ def _ids(lease: Lease) -> tuple[int, int]:
     return lease.run_id, lease.attempt
 
 
+def _write(
+    store: Store, write: Callable[..., T], lease: Lease, *args: object, **kwargs: object
+) -> T:
+    """`write(session, lease, ...)`, a fenced write, tried again while the store is unreachable:
+    a database restart or failover must not fail a run. Training waits meanwhile; an outage that
+    outlasts the lease is a lost lease, and the sweeps give the run a new attempt once the store
+    is back."""
+    deadline = time.monotonic() + lease.seconds
+    while True:
+        try:
+            with store.session_scope() as session:
+                return write(session, lease, *args, **kwargs)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise LeaseLost(f"run {lease.run_id}: the store was unreachable") from exc
+            logger.warning("run %s: the store is unreachable (%s); trying again", lease.run_id, exc)
+            time.sleep(STORE_RETRY_INTERVAL)
+
+
 def _end(store: Store, lease: Lease, status: RunStatus, error: str | None = None) -> Outcome:
     """Finish the run as its holder; a lost lease means another attempt finishes it."""
     try:
-        with store.session_scope() as session:
-            finish(session, lease, status, error=error)
+        _write(store, finish, lease, status, error=error)
     except (LeaseLost, CancelRequested):
         logger.warning("run %s: attempt %d no longer holds it; not marked %s", *_ids(lease), status)
         return Outcome.LOST
@@ -199,8 +224,7 @@ def _train(
     store, training = context.store, context.training
     if training.data is None:
         raise DatasetError(training.dataset_error or "MNIST is not available")
-    with store.session_scope() as session:
-        record_environment(session, lease, training.environment)
+    _write(store, record_environment, lease, training.environment)
     from worker.training.model import Job
 
     job = Job(params, training.data)
@@ -213,8 +237,7 @@ def _train(
             if metrics is None:
                 break
             state = job.state(epoch, context.settings.checkpoint_max_bytes)
-            with store.session_scope() as session:
-                record_epoch(session, lease, metrics, state)
+            _write(store, record_epoch, lease, metrics, state)
             logger.info("run %s epoch %d: loss %.4f", lease.run_id, epoch, metrics.loss)
         stop = watch.stop
     if stop is Stop.LOST:
@@ -224,24 +247,23 @@ def _train(
     if stop is Stop.HANDOVER:
         return _hand_over(context, lease)
     loss, accuracy, evaluation = job.evaluate()
-    with store.session_scope() as session:
-        finish(
-            session,
-            lease,
-            RunStatus.SUCCEEDED,
-            test_loss=loss,
-            test_accuracy=accuracy,
-            evaluation=evaluation,
-            keras_file=job.keras_file(),
-        )
+    _write(
+        store,
+        finish,
+        lease,
+        RunStatus.SUCCEEDED,
+        test_loss=loss,
+        test_accuracy=accuracy,
+        evaluation=evaluation,
+        keras_file=job.keras_file(),
+    )
     logger.info("run %s succeeded: test accuracy %.4f", lease.run_id, accuracy)
     return Outcome.SUCCEEDED
 
 
 def _hand_over(context: WorkerContext, lease: Lease) -> Outcome:
     """Put the run back in the queue with a new message: its last finished epoch is saved."""
-    with context.store.session_scope() as session:
-        queue = release(session, lease)
+    queue = _write(context.store, release, lease)
     context.send(lease.run_id, queue)
     logger.info("run %s handed back to the queue (its worker is stopping)", lease.run_id)
     return Outcome.HANDED_OVER

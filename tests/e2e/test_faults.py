@@ -28,6 +28,7 @@ from tests.support import (
     REDIS_URL,
     create_test_app,
     mnist_dir,
+    postgres_server,
     rabbit_node,
     redis_server,
     wait_for,
@@ -197,6 +198,42 @@ def test_a_frozen_holder_that_wakes_up_writes_nothing_and_flips_nothing(
         ).all()
     assert late == [], "the frozen attempt wrote after it lost the run"
     assert_resumed(run, epochs(store, run_id), LONG["epochs"])
+
+
+def test_a_database_restart_mid_run_fails_nothing_and_loses_no_epoch(tmp_path: Path) -> None:
+    """The store crashes and comes back (a restart, a failover) while a run trains: its writes
+    wait for it, and the run goes on under its first attempt, every epoch recorded once."""
+    with postgres_server() as postgres:
+        upgrade(postgres.url)
+        settings = Settings(
+            home=tmp_path / "home",
+            database_url=postgres.url,
+            broker_url=REDIS_URL,
+            data_dir=mnist_dir(),
+            allow_download=False,
+            secret_key="faults",
+            queue=f"trainyard-faults-{uuid.uuid4().hex[:8]}",
+            heartbeat_interval=1.0,
+            heartbeat_timeout=LEASE,
+            tf_threads=1,
+        )
+        store = Store(postgres.url)
+        try:
+            with worker_process(settings, name="patient") as patient:
+                run_id = submit(settings, **LONG)
+                wait_for(lambda: held_by(store, run_id, "patient", 2), 120, what="two epochs")
+                postgres.crash()
+                time.sleep(LEASE / 2)  # longer than an epoch, shorter than the lease
+                postgres.start()
+                run = finished(store, run_id)
+                output = patient.output()
+            rows = epochs(store, run_id)
+        finally:
+            store.close()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert (run.attempt, run.lost_attempts) == (1, [])
+    assert rows == [(epoch, 1) for epoch in range(1, LONG["epochs"] + 1)]
+    assert "the store is unreachable" in output, "no write met the outage"
 
 
 def test_a_broker_restarted_empty_loses_no_queued_run(

@@ -30,6 +30,7 @@ class TrainyardError(Exception):
 
     status = 400
     code = "bad_request"
+    retry_after: int | None = None  # seconds, answered as `Retry-After` when set
 
     def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -117,6 +118,14 @@ class NotMigrated(TrainyardError):
 
     status = 503
     code = "not_migrated"
+
+
+class StoreUnavailable(TrainyardError):
+    """The results store cannot be reached (restarting, failing over): nothing was changed."""
+
+    status = 503
+    code = "store_unavailable"
+    retry_after = 5
 
 
 class DatasetError(TrainyardError):

@@ -10,8 +10,8 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from shared.config import Settings, get_settings
-from shared.db import Store
-from shared.errors import NotFound, PayloadTooLarge, TooManyRequests, TrainyardError
+from shared.db import Store, unreachable
+from shared.errors import NotFound, PayloadTooLarge, StoreUnavailable, TrainyardError
 from shared.migrate import check_schema
 from shared.params import INT32_MAX
 from web.database import register_store
@@ -88,7 +88,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(TrainyardError)
     def _domain(error: TrainyardError) -> Any:
         response = _error_response(error)
-        if isinstance(error, TooManyRequests):
+        if error.retry_after is not None:
             return (*response, {"Retry-After": str(error.retry_after)})
         return response
 
@@ -111,6 +111,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Any:
+        if unreachable(error):
+            logger.warning(
+                "%s %s: the store is unreachable: %s", request.method, request.path, error
+            )
+            return _domain(StoreUnavailable("the results store is unreachable; try again shortly"))
         logger.exception("unhandled error on %s %s", request.method, request.path)
         domain = TrainyardError("internal error; see the server log")
         domain.status, domain.code = 500, "internal"

@@ -16,10 +16,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
+from shared.migrate import upgrade
 from shared.models import Run, RunStatus
 from shared.workers import register_worker, stop_worker
 from tests.builders import EVALUATION, make_run
-from tests.support import create_test_app
+from tests.support import create_test_app, postgres_server
 from web.schemas import (
     CompareOut,
     HealthOut,
@@ -322,3 +323,29 @@ def test_wrong_method_is_405_with_allow(api: FlaskClient) -> None:
     response = api.delete("/api/runs")
     assert_error(response, 405)
     assert "GET" in response.headers["Allow"] and "POST" in response.headers["Allow"]
+
+
+def test_an_unreachable_store_is_a_503_to_retry_and_nothing_is_queued(
+    settings: Settings, queue_name: str
+) -> None:
+    """The database restarts or fails over under the web app: every request is a 503 with
+    Retry-After, not a 500, and a submit sends nothing; once it is back, all answer again."""
+    with postgres_server() as postgres:
+        upgrade(postgres.url)
+        on_it = settings.with_overrides(database_url=postgres.url, queue=queue_name)
+        client = create_test_app(on_it).test_client()
+        assert client.get("/api/runs").status_code == 200
+        postgres.crash()
+        for response in (
+            client.get("/api/runs"),
+            client.get("/api/runs/1"),
+            client.post("/api/runs", json={"params": {"epochs": 1}}),
+        ):
+            assert assert_error(response, 503)["code"] == "store_unavailable"
+            assert response.headers["Retry-After"] == "5"
+        page = client.get("/runs")
+        assert page.status_code == 503 and "unreachable" in page.get_data(as_text=True)
+        assert messages(settings, queue_name) == 0
+        postgres.start()
+        assert client.post("/api/runs", json={"params": {"epochs": 1}}).status_code == 202
+        assert messages(settings, queue_name) == 1

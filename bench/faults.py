@@ -6,8 +6,9 @@ Two single-job workers (the `trainyard cluster` layout) on the machine's broker 
 `--broker` says otherwise; the embedded one is a SQLite file of the bench's own) and a throwaway
 PostgreSQL database, with the default heartbeat and lease. First the latency from submit to a
 running run on idle workers; then each fault hits a run of the quickstart's recipe for 20 epochs
-while it trains; last the broker itself is lost with runs queued (Redis: a server of the bench's
-own restarted without its data; RabbitMQ: a node of its own SIGKILLed and restarted).
+while it trains; then the database (a PostgreSQL server of the bench's own) crashes mid-run and
+comes back; last the broker itself is lost with runs queued (Redis: a server of the bench's own
+restarted without its data; RabbitMQ: a node of its own SIGKILLed and restarted).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from sqlalchemy import func, select
 
 from bench.stack import Layout, Stack, stack, wait
 from shared.models import Epoch, Run, RunStatus, utcnow
-from tests.support import RABBIT_URL, REDIS_URL, RedisServer, rabbit_node
+from tests.support import RABBIT_URL, REDIS_URL, RedisServer, postgres_server, rabbit_node
 
 LONG = {"epochs": 20, "seed": 1}
+DATABASE_DOWN = 10.0  # seconds: several epochs, a third of the default lease
 ROWS: list[tuple[str, str, str]] = []
 
 
@@ -196,6 +198,30 @@ def latency(running: Stack) -> None:
     )
 
 
+def database_restarted(home: Path, broker: str) -> None:
+    with (
+        postgres_server() as postgres,
+        stack(
+            home / "database", Layout(2, 1, 1), server=postgres.url, broker_url=broker
+        ) as running,
+    ):
+        run_id = running.submit(**LONG)
+        before = holder(running, run_id).epochs_done
+        postgres.crash()
+        time.sleep(DATABASE_DOWN)
+        postgres.start()
+        back = time.monotonic()
+        wait(lambda: running.run(run_id).epochs_done > before, 120, "the next epoch", every=0.1)
+        next_epoch = time.monotonic() - back
+        done = running.finished([run_id])[0]
+    report(
+        f"the database crashed mid-run, back {DATABASE_DOWN:g} s later",
+        f"the job's writes waited for it; {done.status.value}, attempt {done.attempt}, "
+        f"{len(done.lost_attempts)} lost",
+        f"next epoch recorded {next_epoch:.1f} s after the database was back",
+    )
+
+
 def redis_lost(home: Path) -> None:
     server = RedisServer(home / "redis")
     server.start()
@@ -264,6 +290,7 @@ def main() -> None:
             }[args.broker]
             with stack(home / str(number), Layout(2, 1, 1), broker_url=broker) as running:
                 scenario(running)
+        database_restarted(home, broker)
         if args.broker == "redis":
             redis_lost(home)
         elif args.broker == "rabbitmq":

@@ -149,9 +149,12 @@ class Stack:
 
 
 @contextmanager
-def stack(home: Path, layout: Layout | None = None, **overrides: Any) -> Iterator[Stack]:
-    """Start the web app and (with `layout`) its workers; stop everything when the block ends."""
-    with scratch_database(POSTGRES, "trainyard_bench") as database_url:
+def stack(
+    home: Path, layout: Layout | None = None, server: str = POSTGRES, **overrides: Any
+) -> Iterator[Stack]:
+    """Start the web app and (with `layout`) its workers on a new database of the PostgreSQL
+    `server`; stop everything when the block ends."""
+    with scratch_database(server, "trainyard_bench") as database_url:
         upgrade(database_url)
         settings = Settings(
             home=home,

@@ -53,23 +53,28 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return {"redis": REDIS_URL, "rabbitmq": RABBIT_URL, "embedded": embedded}[kind]
 
 
+def fault_settings(home: Path, database_url: str, broker: str) -> Settings:
+    """Settings on a migrated database, a queue of the test's own and the short lease."""
+    upgrade(database_url)
+    return Settings(
+        home=home,
+        database_url=database_url,
+        broker_url=broker,
+        data_dir=mnist_dir(),
+        allow_download=False,
+        secret_key="faults",
+        queue=f"trainyard-faults-{uuid.uuid4().hex[:8]}",
+        heartbeat_interval=1.0,
+        heartbeat_timeout=LEASE,
+        tf_threads=1,
+    )
+
+
 @pytest.fixture()
 def faulty(tmp_path: Path, broker: str) -> Iterator[Settings]:
-    """Settings on a migrated PostgreSQL database of the test's own and a queue of its own."""
+    """Settings on a PostgreSQL database of the test's own."""
     with scratch_database(PG_SERVER, "trainyard_faults") as url:
-        upgrade(url)
-        yield Settings(
-            home=tmp_path / "home",
-            database_url=url,
-            broker_url=broker,
-            data_dir=mnist_dir(),
-            allow_download=False,
-            secret_key="faults",
-            queue=f"trainyard-faults-{uuid.uuid4().hex[:8]}",
-            heartbeat_interval=1.0,
-            heartbeat_timeout=LEASE,
-            tf_threads=1,
-        )
+        yield fault_settings(tmp_path / "home", url, broker)
 
 
 @pytest.fixture()
@@ -204,19 +209,7 @@ def test_a_database_restart_mid_run_fails_nothing_and_loses_no_epoch(tmp_path: P
     """The store crashes and comes back (a restart, a failover) while a run trains: its writes
     wait for it, and the run goes on under its first attempt, every epoch recorded once."""
     with postgres_server() as postgres:
-        upgrade(postgres.url)
-        settings = Settings(
-            home=tmp_path / "home",
-            database_url=postgres.url,
-            broker_url=REDIS_URL,
-            data_dir=mnist_dir(),
-            allow_download=False,
-            secret_key="faults",
-            queue=f"trainyard-faults-{uuid.uuid4().hex[:8]}",
-            heartbeat_interval=1.0,
-            heartbeat_timeout=LEASE,
-            tf_threads=1,
-        )
+        settings = fault_settings(tmp_path / "home", postgres.url, REDIS_URL)
         store = Store(postgres.url)
         try:
             with worker_process(settings, name="patient") as patient:

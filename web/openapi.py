@@ -30,8 +30,13 @@ ERRORS = {
     415: "The body is not application/json (writes always send JSON, `{}` when empty).",
     422: "A value fails the schema, or the job's estimated compute is over the limit.",
     429: "The queue is full; `Retry-After` says when to try again.",
-    503: "The broker is unreachable; the run was stored and marked failed.",
+    503: "The broker is unreachable (the run was stored and marked failed), or the results store "
+    "is (nothing was changed; `Retry-After` says when to try again).",
 }
+# Any operation can meet a results store that is restarting or failing over.
+STORE_DOWN = (
+    "The results store is unreachable; nothing was changed. `Retry-After` says when to retry."
+)
 CSV = "text/csv"
 
 
@@ -197,7 +202,7 @@ def build_document(app: Flask) -> dict[str, Any]:
             + (parameters_of[contract["query"]] if contract["query"] else []),
             "responses": {
                 str(status): _response(status, response, contract)
-                for status, response in sorted(contract["responses"].items())
+                for status, response in sorted({503: STORE_DOWN, **contract["responses"]}.items())
             },
         }
         if contract["body"] is not None:

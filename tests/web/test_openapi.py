@@ -141,3 +141,9 @@ def test_docs_page_renders_the_document_without_a_cdn(
         assert f'id="schema-{name}"' in html
     assert "learning_rate_min" in html and "Idempotency-Key" in html
     assert not re.search(r'(src|href)="(https?:)?//', html)
+
+
+def test_every_operation_documents_the_503_of_a_store_outage(document: dict[str, Any]) -> None:
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            assert "503" in operation["responses"], (method, path)

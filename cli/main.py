@@ -8,10 +8,11 @@ import os
 import click
 
 from cli import dbadmin, remote
-from cli.cluster import cluster
+from cli.cluster import cluster, cluster_settings
 from cli.studies import study
 from cli.supervisor import run_together, web_command, worker_command
 from shared.config import child_env, get_settings
+from shared.cpus import available_cpus
 
 logger = logging.getLogger("trainyard")
 
@@ -108,22 +109,27 @@ def worker(concurrency: int | None, hostname: str | None, loglevel: str) -> None
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def up(host: str, port: int) -> None:
-    """Migrate, then run the web app and one worker; Ctrl-C stops both."""
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(1, 64),
+    help="Worker processes, one job each [default: one per CPU].",
+)
+def up(host: str, port: int, workers: int | None) -> None:
+    """Migrate, then run the web app and a single-job worker per CPU (the layout that gives the
+    most jobs an hour, see bench.throughput); Ctrl-C stops everything."""
     from shared.migrate import upgrade
 
-    settings = get_settings()
+    workers = workers or available_cpus()
+    settings = cluster_settings(get_settings(), workers)
     upgrade(settings.database_url)
     click.echo(
         f"trainyard: dashboard on http://{host}:{port}/  (Ctrl-C stops everything)", err=True
     )
-    code = run_together(
-        {
-            "web": web_command(host, port, workers=1),
-            "worker": worker_command(settings, "worker1@%h"),
-        },
-        env=child_env(settings),
-    )
+    commands = {"web": web_command(host, port, workers=1)}
+    for number in range(1, workers + 1):
+        commands[f"worker{number}"] = worker_command(settings, f"worker{number}@%h")
+    code = run_together(commands, env=child_env(settings))
     raise SystemExit(code)
 
 

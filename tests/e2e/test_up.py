@@ -1,7 +1,9 @@
-"""`trainyard up` on the embedded defaults: SQLite store, SQLite broker, one web and one worker."""
+"""`trainyard up` on the embedded defaults: SQLite store, SQLite broker, the web app and a
+single-job worker per CPU."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +12,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from shared.cpus import available_cpus
 from tests.support import ROOT, free_port, mnist_dir, wait_for
 
 
@@ -38,6 +41,18 @@ def test_up_runs_a_job_on_nothing_but_python_and_one_ctrl_c_stops_it(tmp_path: P
                 return False
 
         wait_for(answering, 90, what="trainyard up to serve the dashboard")
+
+        def workers() -> list[dict[str, object]]:
+            with urllib.request.urlopen(f"{url}/api/workers", timeout=5) as response:
+                return json.load(response)["workers"]
+
+        # The layout bench.throughput measures fastest: a single-job worker per CPU.
+        wait_for(
+            lambda: len(workers()) == available_cpus(), 90, what="a worker per CPU to register"
+        )
+        assert sorted((w["name"].split("@")[0], w["concurrency"]) for w in workers()) == [
+            (f"worker{n}", 1) for n in range(1, available_cpus() + 1)
+        ]
         submit = subprocess.run(
             [sys.executable, "-m", "cli.main", "submit", "--url", url, "--wait",
              "-p", "train_samples=1000", "-p", "epochs=2", "--name", "embedded"],
@@ -55,9 +70,9 @@ def test_up_runs_a_job_on_nothing_but_python_and_one_ctrl_c_stops_it(tmp_path: P
     assert code == 0, (tmp_path / "up.log").read_text()[-3000:]
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "the web server stopped with trainyard up"
-    # The worker is gone too: no process still runs from this test's home folder.
+    # The workers are gone too: no process still runs from this test's home folder.
     leftover = subprocess.run(
-        ["pgrep", "-f", "worker1@"], capture_output=True, text=True
+        ["pgrep", "-f", "worker[0-9]+@"], capture_output=True, text=True
     ).stdout.split()
     owners = [
         pid

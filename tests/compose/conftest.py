@@ -1,7 +1,8 @@
 """What the compose tests share: whether Docker is here, and which runs ask for the cluster test.
 
-The cluster test (test_cluster_compose.py) builds the image and runs the stack for several minutes,
-so a plain `pytest` skips it and says why; `make test-compose` (`pytest tests/compose`) runs it.
+The cluster tests (test_cluster_compose.py, test_rabbitmq_compose.py) build the image and run the
+stack for minutes, so a plain `pytest` skips them and says why; `make test-compose` (`pytest
+tests/compose`) runs them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-CLUSTER_TEST = HERE / "test_cluster_compose.py"
+CLUSTER_TESTS = {HERE / "test_cluster_compose.py", HERE / "test_rabbitmq_compose.py"}
 
 
 def docker_engine_problem() -> str | None:
@@ -43,11 +44,10 @@ def _asked_for(config: pytest.Config, path: Path) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _asked_for(config, CLUSTER_TEST):
-        return
     skip = pytest.mark.skip(
-        reason="the compose cluster test runs with `make test-compose` (pytest tests/compose)"
+        reason="the compose cluster tests run with `make test-compose` (pytest tests/compose)"
     )
     for item in items:
-        if Path(item.path) == CLUSTER_TEST:
+        path = Path(item.path)
+        if path in CLUSTER_TESTS and not _asked_for(config, path):
             item.add_marker(skip)

@@ -11,38 +11,24 @@ worker holding a job; `down -v` at the end whatever happened. Each step prints w
 from __future__ import annotations
 
 import base64
-import os
-import secrets
 import subprocess
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from cli.client import ApiError, Client
-from tests.compose.conftest import docker_engine_problem
-from tests.support import ROOT, free_port, mnist_dir
-
-FINISHED = {"succeeded", "failed", "cancelled"}
-SMALL_JOB = {"train_samples": 2000, "epochs": 2}
-# Long enough to still be training through an upgrade or a kill: ~0.6 s an epoch on one CPU.
-LONG_JOB = {"train_samples": 60000, "epochs": 40}
-IMAGE = "trainyard:compose-test"  # one tag for every run, so the layer cache carries over
-
-
-def setup_problem() -> str | None:
-    """Why the cluster cannot run here (no Docker engine, no MNIST), or None."""
-    problem = docker_engine_problem()
-    if problem is None and not any(mnist_dir().glob("train-labels-idx1-ubyte*")):
-        problem = f"no MNIST in {mnist_dir()} (set TRAINYARD_DATA_DIR)"
-    return problem
-
+from tests.compose.cluster import (
+    LONG_JOB,
+    SMALL_JOB,
+    Cluster,
+    brought_up,
+    new_cluster,
+    setup_problem,
+)
 
 FIGURES: list[str] = []
 
@@ -53,178 +39,16 @@ def note(line: str) -> None:
     FIGURES.append(line)
 
 
-@dataclass
-class Cluster:
-    """One compose project of the repository's files, with its own name and .env."""
-
-    project: str
-    env_file: Path
-    env: dict[str, str]
-    client: Client = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.client = Client(
-            f"http://127.0.0.1:{self.env['TRAINYARD_PORT']}", self.env["TRAINYARD_API_TOKEN"]
-        )
-
-    def write_env(self, **changes: str) -> None:
-        """Write the .env (after `changes`), as a user edits theirs."""
-        self.env.update(changes)
-        self.env_file.write_text("".join(f"{key}={value}\n" for key, value in self.env.items()))
-
-    def run(self, args: tuple[str, ...], timeout: float) -> subprocess.CompletedProcess[str]:
-        """Run `docker compose ARGS` on this project; the caller's shell variables stay out of it
-        (compose would prefer them to the .env)."""
-        command = [
-            "docker", "compose", "-p", self.project, "--project-directory", str(ROOT),
-            "-f", str(ROOT / "docker-compose.yml"), "--env-file", str(self.env_file), *args,
-        ]  # fmt: skip
-        keep = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT")
-        env = {key: os.environ[key] for key in keep if key in os.environ}
-        return subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-
-    def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Run `docker compose ARGS`; fail with the containers' logs unless it succeeds."""
-        try:
-            result = self.run(args, timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise AssertionError(
-                f"`docker compose {' '.join(args)}` ran over {timeout:.0f} s\n{self.logs()}"
-            ) from exc
-        if result.returncode != 0:
-            raise AssertionError(
-                f"`docker compose {' '.join(args)}` exited {result.returncode}:\n"
-                f"{result.stderr[-3000:]}\n{self.logs()}"
-            )
-        return result
-
-    def timed(self, *args: str, timeout: float = 300) -> float:
-        """Run `docker compose ARGS` and return the seconds it took."""
-        started = time.monotonic()
-        self.compose(*args, timeout=timeout)
-        return time.monotonic() - started
-
-    def logs(self, tail: int = 60) -> str:
-        """Every container's state and the last lines of its log, for a failure message."""
-        try:
-            states = self.run(("ps", "-a", "--format", "{{.Name}} {{.Status}}"), 60).stdout
-            logs = self.run(("--profile", "flower", "logs", "--no-color", "--tail", str(tail)), 60)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"(no logs: {exc})"
-        return (
-            f"--- docker compose ps -a ---\n{states.strip()}\n"
-            f"--- docker compose logs --tail {tail} ---\n{logs.stdout[-12000:]}"
-        )
-
-    def containers(self, service: str) -> list[str]:
-        """Ids of the service's running containers."""
-        return self.compose("ps", "-q", service).stdout.split()
-
-    def wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
-        """Poll `check` every second until it returns something truthy; fail with the logs."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                value = check()
-            except ApiError as exc:  # the web app restarting, say
-                value, last = None, exc
-            else:
-                last = None
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out after {timeout:.0f} s waiting for {what} ({last})\n{self.logs()}"
-                )
-            time.sleep(1)
-
-    def submit(self, params: dict[str, Any], name: str) -> int:
-        return self.client.submit(params, name=name)["id"]
-
-    def finished(self, run_ids: list[int], timeout: float) -> list[dict[str, Any]]:
-        """Wait until every run has finished; return them."""
-
-        def all_finished() -> list[dict[str, Any]] | None:
-            runs = [self.client.run(run_id) for run_id in run_ids]
-            return runs if all(run["status"] in FINISHED for run in runs) else None
-
-        return self.wait(all_finished, timeout, f"runs {run_ids} to finish")
-
-    def succeeded(self, run_ids: list[int], timeout: float) -> list[dict[str, Any]]:
-        runs = self.finished(run_ids, timeout)
-        failed = [
-            (run["id"], run["status"], run["error"]) for run in runs if run["status"] != "succeeded"
-        ]
-        assert not failed, f"runs that did not succeed: {failed}\n{self.logs()}"
-        return runs
-
-    def running(self, run_id: int, epochs: int, timeout: float) -> dict[str, Any]:
-        """Wait until the run is running with at least `epochs` epochs done; return it."""
-
-        def far_enough() -> dict[str, Any] | None:
-            run = self.client.run(run_id)
-            assert run["status"] not in FINISHED, f"run {run_id} ended early: {run}"
-            return run if run["status"] == "running" and run["epochs_done"] >= epochs else None
-
-        return self.wait(far_enough, timeout, f"run {run_id} to train {epochs} epoch(s)")
-
-
-def generated_env(port: int, flower_port: int) -> dict[str, str]:
-    """A .env as a careful user writes it: random secrets, a token, ports on this machine only."""
-    return {
-        "POSTGRES_USER": "trainyard",
-        "POSTGRES_DB": "trainyard",
-        "POSTGRES_PASSWORD": secrets.token_hex(16),
-        "TRAINYARD_APP_DB_USER": "trainyard_app",
-        "TRAINYARD_APP_DB_PASSWORD": secrets.token_hex(16),
-        "REDIS_PASSWORD": secrets.token_hex(16),
-        "TRAINYARD_SECRET_KEY": secrets.token_hex(24),
-        "TRAINYARD_API_TOKEN": secrets.token_hex(16),
-        "TRAINYARD_PORT": str(port),
-        "MNIST_DIR": str(mnist_dir()),
-        "WORKER_REPLICAS": "1",
-        "WORKER_CPUS": "1",
-        "FLOWER_PORT": str(flower_port),
-        "FLOWER_USER": "admin",
-        "FLOWER_PASSWORD": secrets.token_hex(16),
-        "TRAINYARD_IMAGE": IMAGE,
-    }
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Build the image, write a .env, `up -d --wait` with one worker; `down -v` at the end."""
     problem = setup_problem()
     if problem is not None:
         pytest.skip(problem)
-    folder = tmp_path_factory.mktemp("compose")
-    port = free_port()
-    flower_port = free_port()
-    while flower_port == port:
-        flower_port = free_port()
-    cluster = Cluster(
-        project=f"trainyard-test-{uuid.uuid4().hex[:8]}",
-        env_file=folder / ".env",
-        env=generated_env(port, flower_port),
-    )
-    cluster.write_env()
     try:
-        seconds = cluster.timed("build", timeout=1200)
-        size = subprocess.run(
-            ["docker", "image", "inspect", "--format", "{{.Size}}", IMAGE],
-            capture_output=True, text=True, timeout=60, check=True,
-        ).stdout  # fmt: skip
-        note(f"docker compose build: {seconds:.1f} s; image {int(size) / 1e6:.0f} MB")
-        seconds = cluster.timed("up", "-d", "--wait", "--wait-timeout", "300", timeout=360)
-        note(f"up -d --wait (1 worker), to healthy: {seconds:.1f} s")
-        yield cluster
+        with brought_up(new_cluster(tmp_path_factory.mktemp("compose")), note) as cluster:
+            yield cluster
     finally:
-        seconds = cluster.timed(
-            "--profile", "flower", "down", "-v", "--remove-orphans", "--timeout", "10", timeout=180
-        )
-        note(f"down -v: {seconds:.1f} s")
         print("\ncompose figures:\n  " + "\n  ".join(FIGURES), flush=True)
 
 

@@ -52,13 +52,17 @@ def cluster_settings(settings: Settings, workers: int) -> Settings:
     return settings.with_overrides(tf_threads=max(1, available_cpus() // workers))
 
 
-@click.command()
-@click.option(
+# `trainyard cluster` and `trainyard up` lay out the CPUs alike: a single-job worker per CPU.
+workers_option = click.option(
     "--workers",
     default=None,
     type=click.IntRange(1, 64),
     help="Worker processes, one job each [default: one per CPU].",
 )
+
+
+@click.command()
+@workers_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def cluster(workers: int | None, host: str, port: int) -> None:

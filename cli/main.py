@@ -8,7 +8,7 @@ import os
 import click
 
 from cli import dbadmin, remote
-from cli.cluster import cluster, cluster_settings
+from cli.cluster import cluster, cluster_settings, workers_option
 from cli.studies import study
 from cli.supervisor import run_together, web_command, worker_command
 from shared.config import child_env, get_settings
@@ -109,12 +109,7 @@ def worker(concurrency: int | None, hostname: str | None, loglevel: str) -> None
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option(
-    "--workers",
-    default=None,
-    type=click.IntRange(1, 64),
-    help="Worker processes, one job each [default: one per CPU].",
-)
+@workers_option
 def up(host: str, port: int, workers: int | None) -> None:
     """Migrate, then run the web app and a single-job worker per CPU (the layout that gives the
     most jobs an hour, see bench.throughput); Ctrl-C stops everything."""

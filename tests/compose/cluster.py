@@ -175,6 +175,21 @@ def generated_env(port: int, flower_port: int) -> dict[str, str]:
     }
 
 
+@dataclass
+class Figures:
+    """What a cluster test measured: each line printed as it comes, and again at the end."""
+
+    prefix: str
+    lines: list[str] = field(default_factory=list)
+
+    def note(self, line: str) -> None:
+        print(f"{self.prefix}: {line}", flush=True)
+        self.lines.append(line)
+
+    def summary(self) -> None:
+        print(f"\n{self.prefix} figures:\n  " + "\n  ".join(self.lines), flush=True)
+
+
 def new_cluster(folder: Path, files: tuple[Path, ...] = (), **env: str) -> Cluster:
     """A compose project of docker-compose.yml (and `files` over it) with a unique name and a
     generated .env (plus `env`), written to `folder`."""

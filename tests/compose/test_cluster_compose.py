@@ -25,18 +25,14 @@ from tests.compose.cluster import (
     LONG_JOB,
     SMALL_JOB,
     Cluster,
+    Figures,
     brought_up,
     new_cluster,
     setup_problem,
 )
 
-FIGURES: list[str] = []
-
-
-def note(line: str) -> None:
-    """Print a measured figure now, and again in the summary at the end."""
-    print(f"compose: {line}", flush=True)
-    FIGURES.append(line)
+FIGURES = Figures("compose")
+note = FIGURES.note
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +45,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         with brought_up(new_cluster(tmp_path_factory.mktemp("compose")), note) as cluster:
             yield cluster
     finally:
-        print("\ncompose figures:\n  " + "\n  ".join(FIGURES), flush=True)
+        FIGURES.summary()
 
 
 def test_a_job_submitted_through_the_published_port_succeeds(cluster: Cluster) -> None:

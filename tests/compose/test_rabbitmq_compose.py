@@ -21,6 +21,7 @@ from tests.compose.cluster import (
     LONG_JOB,
     SMALL_JOB,
     Cluster,
+    Figures,
     brought_up,
     new_cluster,
     setup_problem,
@@ -30,13 +31,8 @@ from tests.support import ROOT
 OFFICIAL = "rabbitmq:3.13"  # docker-compose.rabbitmq.yml's default image
 STAND_IN = "trainyard-test/rabbitmq:standin"
 STAND_IN_CONTEXT = Path(__file__).resolve().parent / "rabbitmq"
-FIGURES: list[str] = []
-
-
-def note(line: str) -> None:
-    """Print a measured figure now, and again in the summary at the end."""
-    print(f"compose on rabbitmq: {line}", flush=True)
-    FIGURES.append(line)
+FIGURES = Figures("compose on rabbitmq")
+note = FIGURES.note
 
 
 def rabbitmq_image() -> str:
@@ -71,7 +67,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         with brought_up(project, note) as cluster:
             yield cluster
     finally:
-        print("\ncompose on rabbitmq figures:\n  " + "\n  ".join(FIGURES), flush=True)
+        FIGURES.summary()
 
 
 def queues(cluster: Cluster) -> dict[str, tuple[str, str, int]]:

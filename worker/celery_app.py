@@ -39,7 +39,8 @@ def send(run_id: int, queue: str) -> None:
 
 @signals.worker_process_init.connect
 def _init_child(**_: Any) -> None:
-    init_child(settings, send)
+    # A replacement for a dead pool process is forked after worker_ready: it inherits the node.
+    init_child(settings, send, [_node.store] if _node is not None else [])
 
 
 @signals.worker_ready.connect

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -71,9 +71,16 @@ def load_training(settings: Settings) -> Training:
     return _training
 
 
-def init_child(settings: Settings, send: Send) -> WorkerContext:
-    """Set up a freshly forked pool process: its own store, TensorFlow, the dataset."""
+def init_child(settings: Settings, send: Send, inherited: Iterable[Store] = ()) -> WorkerContext:
+    """Set up a freshly forked pool process: its own store, TensorFlow, the dataset.
+
+    `inherited` are the stores of the parent the fork copied (a pool process that replaces a dead
+    one is forked from a node that has its own): their pooled connections are the parent's
+    sockets, so this process forgets them without closing them.
+    """
     global _context
+    for parent_store in inherited:
+        parent_store.forget_parent_connections()
     store = Store(settings.database_url)
     _context = WorkerContext(settings, store, load_training(settings), send)
     return _context

@@ -59,13 +59,10 @@ cluster: install
 	TRAINYARD_DATABASE_URL=$${TRAINYARD_DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/trainyard} \
 	$(BIN)/trainyard cluster --workers $(WORKERS)
 
-# Each prints its measured figures; none of them is a test (README, "Speed" and "Faults").
+# Runs every bench (bench/report.py's BENCHES) and writes their figures, dated, to
+# docs/benchmarks.md; none of them is a test. `make bench ONLY="faults parity"` runs some.
 bench: install
-	$(BIN)/python -m bench.speed
-	$(BIN)/python -m bench.parity
-	$(BIN)/python -m bench.throughput
-	$(BIN)/python -m bench.faults
-	$(BIN)/python -m bench.runs_pages
+	$(BIN)/python -m bench.report $(foreach name,$(ONLY),--only $(name))
 
 vendor:
 	cd $$(mktemp -d) && npm pack --silent chart.js@4 && tar xzf chart.js-*.tgz \

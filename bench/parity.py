@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.stack import data_dir
-from shared.params import Hyperparams
-from shared.stats import describe
+from shared.domain.params import Hyperparams
+from shared.domain.stats import describe
 
 if TYPE_CHECKING:
     import numpy as np

@@ -26,8 +26,9 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from shared.models import Epoch, Run, RunStatus
-from shared.params import OPTIMIZERS
+from shared.domain.params import OPTIMIZERS
+from shared.domain.status import RunStatus
+from shared.models import Epoch, Run
 
 logger = logging.getLogger(__name__)
 

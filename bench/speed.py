@@ -54,7 +54,7 @@ def epoch_seconds(session: Session, run_ids: list[int]) -> list[float]:
 
 def evaluation_seconds(repeat: int = 10) -> float:
     """Median seconds of one Job.evaluate() on a trained-for-one-epoch model, in this process."""
-    from shared.params import Hyperparams
+    from shared.domain.params import Hyperparams
     from worker.training.data import load_mnist
     from worker.training.model import Job
     from worker.training.runtime import init_tensorflow

@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 from cli.client import Client
 from shared.config import Settings, child_env
 from shared.db import Store
+from shared.domain.status import FINISHED_STATUSES
 from shared.migrate import upgrade
-from shared.models import FINISHED_STATUSES, Run
+from shared.models import Run
 from shared.pgadmin import scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.stack import REDIS, Layout, stack
 from shared.cpus import available_cpus
-from shared.models import RunStatus
+from shared.domain.status import RunStatus
 
 
 def layouts(cpus: int) -> list[Layout]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from shared.params import Hyperparams
+from shared.domain.params import Hyperparams
 from tests.support import mnist_dir
 
 TUTORIAL = {True: (0.9777, 0.0744), False: (0.9285, 0.2898)}

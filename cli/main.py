@@ -20,7 +20,7 @@ logger = logging.getLogger("trainyard")
 def require_migrated() -> None:
     """Stop with a clear message unless the database is at the latest revision."""
     from shared.db import make_engine
-    from shared.errors import NotMigrated
+    from shared.domain.errors import NotMigrated
     from shared.migrate import check_schema
 
     engine = make_engine(get_settings().database_url)

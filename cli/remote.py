@@ -14,10 +14,10 @@ import click
 
 from cli.client import ApiError, Client
 from shared.config import get_settings
-from shared.filters import RunQuery
-from shared.models import FINISHED_STATUSES
-from shared.params import PARAM_NAMES, UNPRINTABLE_CHARS
-from shared.serializers import spreadsheet_safe
+from shared.domain.filters import RunQuery
+from shared.domain.params import PARAM_NAMES
+from shared.domain.status import FINISHED_STATUSES
+from shared.domain.text import UNPRINTABLE_CHARS, spreadsheet_safe
 
 # Options made from the API's own query model, so the CLI filters exactly as the API does.
 FILTERS = tuple(name for name in RunQuery.model_fields if name not in ("sort", "page", "limit"))

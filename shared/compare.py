@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.errors import BadRequest, NotFound
+from shared.domain.errors import BadRequest, NotFound
+from shared.domain.params import PARAM_NAMES
 from shared.models import Epoch, Evaluation, Run
-from shared.params import PARAM_NAMES
 from shared.serializers import epoch_to_dict, run_to_dict
 
 

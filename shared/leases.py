@@ -19,66 +19,24 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from shared.models import (
-    Checkpoint,
-    Epoch,
-    Evaluation,
-    Run,
-    RunStatus,
-    TrainedModel,
-    Worker,
-    utcnow,
-)
+from shared.domain.lease import CancelRequested, EpochRecord, Lease, LeaseLost, Signals
+from shared.domain.status import RunStatus
+from shared.models import Checkpoint, Epoch, Evaluation, Run, TrainedModel, Worker, utcnow
 
 logger = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class Lease:
-    """One attempt's hold on a run: renewed for `seconds` by each fenced write."""
-
-    run_id: int
-    attempt: int
-    worker: str
-    seconds: float
-
-    def _held(self) -> Any:
-        return (
-            (Run.id == self.run_id)
-            & (Run.attempt == self.attempt)
-            & (Run.status == RunStatus.RUNNING)
-        )
-
-    def _renewal(self, now: datetime) -> dict[str, Any]:
-        return {"heartbeat_at": now, "lease_expires_at": now + timedelta(seconds=self.seconds)}
+def _held(lease: Lease) -> Any:
+    """The condition every fenced write carries: the run still running under this attempt."""
+    return (
+        (Run.id == lease.run_id)
+        & (Run.attempt == lease.attempt)
+        & (Run.status == RunStatus.RUNNING)
+    )
 
 
-class LeaseLost(Exception):
-    """A fenced write matched no row: another attempt holds the run now, or it ended."""
-
-
-class CancelRequested(Exception):
-    """The attempt still holds the run, but a cancel was accepted: it must record nothing more."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Signals:
-    """What the holder of a run is asked to do, read back with each renewal."""
-
-    cancel: bool
-    handover: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class EpochRecord:
-    """One finished epoch's figures, as training reports them and the store records them."""
-
-    epoch: int  # from 1
-    loss: float
-    accuracy: float
-    seconds: float
-    val_loss: float | None = None
-    val_accuracy: float | None = None
+def _renewal(lease: Lease, now: datetime) -> dict[str, Any]:
+    return {"heartbeat_at": now, "lease_expires_at": now + timedelta(seconds=lease.seconds)}
 
 
 def claim(
@@ -138,15 +96,15 @@ def _why_refused(session: Session, lease: Lease) -> Exception:
         select(Run.status, Run.attempt, Run.cancel_requested).where(Run.id == lease.run_id)
     ).one_or_none()
     if row is not None and (row.status, row.attempt) == (RunStatus.RUNNING, lease.attempt):
-        return CancelRequested(f"run {lease.run_id}: cancel requested")
-    return LeaseLost(f"run {lease.run_id}: attempt {lease.attempt} no longer holds it")
+        return CancelRequested(lease)
+    return LeaseLost(lease)
 
 
 def renew(session: Session, lease: Lease) -> Signals:
     """Extend the lease; return what the holder is asked to do. Raises LeaseLost."""
-    result = session.execute(update(Run).where(lease._held()).values(**lease._renewal(utcnow())))
+    result = session.execute(update(Run).where(_held(lease)).values(**_renewal(lease, utcnow())))
     if result.rowcount != 1:
-        raise LeaseLost(f"run {lease.run_id}: attempt {lease.attempt} no longer holds it")
+        raise LeaseLost(lease)
     cancel, handover = session.execute(
         select(Run.cancel_requested, Run.handover_requested).where(Run.id == lease.run_id)
     ).one()
@@ -155,9 +113,9 @@ def renew(session: Session, lease: Lease) -> Signals:
 
 def record_environment(session: Session, lease: Lease, environment: dict[str, str]) -> None:
     """Store the versions and dataset checksum that make the run reproducible. Raises LeaseLost."""
-    values = {**environment, **lease._renewal(utcnow())}
-    if session.execute(update(Run).where(lease._held()).values(**values)).rowcount != 1:
-        raise LeaseLost(f"run {lease.run_id}: attempt {lease.attempt} no longer holds it")
+    values = {**environment, **_renewal(lease, utcnow())}
+    if session.execute(update(Run).where(_held(lease)).values(**values)).rowcount != 1:
+        raise LeaseLost(lease)
 
 
 def _insert_for(session: Session) -> Any:
@@ -187,8 +145,8 @@ def record_epoch(
     now = utcnow()
     progressed = session.execute(
         update(Run)
-        .where(lease._held(), Run.cancel_requested.is_(False))
-        .values(epochs_done=record.epoch, **lease._renewal(now))
+        .where(_held(lease), Run.cancel_requested.is_(False))
+        .values(epochs_done=record.epoch, **_renewal(lease, now))
     )
     if progressed.rowcount != 1:
         raise _why_refused(session, lease)
@@ -235,7 +193,7 @@ def finish(
 
     Raises LeaseLost, or CancelRequested when a cancel came in before success was written.
     """
-    condition = lease._held()
+    condition = _held(lease)
     if status == RunStatus.SUCCEEDED:
         condition = condition & Run.cancel_requested.is_(False)
     ended = session.execute(
@@ -282,7 +240,7 @@ def release(session: Session, lease: Lease) -> str:
     """
     released = session.execute(
         update(Run)
-        .where(lease._held(), Run.cancel_requested.is_(False))
+        .where(_held(lease), Run.cancel_requested.is_(False))
         .values(**_requeue_values(utcnow()))
     )
     if released.rowcount != 1:

@@ -9,7 +9,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from shared.db import MIGRATIONS_DIR
-from shared.errors import NotMigrated
+from shared.domain.errors import NotMigrated
 
 
 def alembic_config(database_url: str) -> Config:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, select
+from pydantic import BaseModel
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from shared.errors import NotFound
-from shared.filters import RunQueryBase, apply_filters, order_by
-from shared.models import Epoch, Run, RunStatus
+from shared.domain.errors import NotFound
+from shared.domain.filters import RunQueryBase
+from shared.domain.params import Hyperparams
+from shared.domain.status import RunStatus
+from shared.models import Epoch, Run
 
 
 def get_run(session: Session, run_id: int) -> Run:
@@ -23,6 +27,51 @@ def get_run(session: Session, run_id: int) -> Run:
 def find_by_idempotency_key(session: Session, key: str) -> Run | None:
     """Return the run an earlier submit with this Idempotency-Key created, if any."""
     return session.scalar(select(Run).where(Run.idempotency_key == key))
+
+
+def apply_filters(statement: Select[Any], query: BaseModel) -> Select[Any]:
+    """Add the query's filters to a select over Run."""
+    values = query.model_dump(exclude_none=True)
+    if "status" in values:
+        statement = statement.where(
+            Run.status.in_([RunStatus(s) for s in values["status"].split(",")])
+        )
+    if "q" in values:
+        statement = statement.where(
+            func.lower(Run.name).contains(values["q"].lower(), autoescape=True)
+        )
+    if "test_accuracy_min" in values:
+        statement = statement.where(Run.test_accuracy >= values["test_accuracy_min"])
+    if "test_accuracy_max" in values:
+        statement = statement.where(Run.test_accuracy <= values["test_accuracy_max"])
+    if "study_id" in values:
+        statement = statement.where(Run.study_id == values["study_id"])
+    if "created_after" in values:
+        statement = statement.where(Run.created_at >= values["created_after"])
+    if "created_before" in values:
+        statement = statement.where(Run.created_at < values["created_before"])
+    for name in Hyperparams.model_fields:
+        column = getattr(Run, name)
+        if name in values:
+            statement = statement.where(column == values[name])
+        if f"{name}_min" in values:
+            statement = statement.where(column >= values[f"{name}_min"])
+        if f"{name}_max" in values:
+            statement = statement.where(column <= values[f"{name}_max"])
+    return statement
+
+
+def order_by(statement: Select[Any], sort: str) -> Select[Any]:
+    """Sort by the named field, ties broken by id so pages never overlap; NULLs sort last."""
+    descending = sort.startswith("-")
+    column = getattr(Run, sort.lstrip("-"))
+    primary = column.desc() if descending else column.asc()
+    tiebreak = Run.id.desc() if descending else Run.id.asc()
+    if sort.lstrip("-") == "id":
+        return statement.order_by(primary)  # read straight off the primary key's index
+    if column.nullable:
+        return statement.order_by(column.is_(None), primary, tiebreak)
+    return statement.order_by(primary, tiebreak)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ import logging
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from shared.errors import Conflict
-from shared.models import FINISHED_STATUSES, Run, RunStatus, utcnow
-from shared.params import Hyperparams
+from shared.domain.errors import Conflict
+from shared.domain.params import Hyperparams
+from shared.domain.status import FINISHED_STATUSES, RunStatus
+from shared.models import Run, utcnow
 from shared.queries import get_run
 
 logger = logging.getLogger(__name__)

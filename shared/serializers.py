@@ -6,18 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.models import Epoch, Evaluation, Run, RunStatus, Worker, utcnow
-
-# A cell a spreadsheet would run as a formula starts with one of these.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: Any) -> Any:
-    """A CSV cell no spreadsheet runs as a formula: text that starts like one gets a leading `'`
-    (numbers stay numbers)."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
+from shared.domain.status import RunStatus
+from shared.models import Epoch, Evaluation, Run, Worker, utcnow
 
 
 def iso(value: datetime | None) -> str | None:

@@ -11,31 +11,17 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.errors import NotFound
-from shared.models import FINISHED_STATUSES, Epoch, Run, RunStatus, Study, utcnow
-from shared.params import Hyperparams
+from shared.domain.errors import NotFound
+from shared.domain.params import Hyperparams
+from shared.domain.stats import describe, verdict, welch
+from shared.domain.status import FINISHED_STATUSES, RunStatus
+from shared.domain.study_design import config_label, run_params
+from shared.models import Epoch, Run, Study, utcnow
 from shared.runs import create_run, request_cancel
 from shared.serializers import duration_seconds, iso
-from shared.stats import describe, verdict, welch
-from shared.study_design import run_params
 
 METRICS = ("test_accuracy", "test_loss")
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
-
-
-def config_label(config: dict[str, Any]) -> str:
-    """A configuration in words: "raw pixels", "optimizer=sgd, learning_rate=0.01"."""
-    if not config:
-        return "the base configuration"
-    words = []
-    for name, value in config.items():
-        if name == "normalize":
-            words.append("normalized pixels" if value else "raw pixels")
-        elif isinstance(value, bool):
-            words.append(f"{name}={'yes' if value else 'no'}")
-        else:
-            words.append(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}")
-    return ", ".join(words)
 
 
 def get_study(session: Session, study_id: int) -> Study:

@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.errors import Conflict
-from shared.filters import RunQueryBase
+from shared.domain.errors import Conflict
+from shared.domain.filters import RunQueryBase
 from shared.models import Run, TrainedModel
 from shared.queries import (
     Page,

@@ -7,7 +7,8 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.models import Run, RunStatus, Worker, utcnow
+from shared.domain.status import RunStatus
+from shared.models import Run, Worker, utcnow
 
 
 def register_worker(session: Session, name: str, hostname: str, pid: int, concurrency: int) -> None:

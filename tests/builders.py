@@ -6,9 +6,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.leases import EpochRecord, Lease, claim, finish, record_epoch
-from shared.models import Run, RunStatus
-from shared.params import Hyperparams
+from shared.domain.lease import EpochRecord, Lease
+from shared.domain.params import Hyperparams
+from shared.domain.status import RunStatus
+from shared.leases import claim, finish, record_epoch
+from shared.models import Run
 from shared.runs import create_run
 
 # A small, valid evaluation: every test digit right, one sample "misclassified" digit.

@@ -12,9 +12,9 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 
 from shared import views
 from shared.compare import compare_runs
-from shared.errors import BadRequest
-from shared.filters import RunQuery
-from shared.params import Hyperparams
+from shared.domain.errors import BadRequest
+from shared.domain.filters import RunQuery
+from shared.domain.params import Hyperparams
 from shared.queries import get_run
 from shared.runs import request_cancel
 from web import parsing, security

@@ -8,9 +8,9 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, Field, FloatField, IntegerField, SelectField, StringField
 from wtforms.validators import Length, Optional, ValidationError
 
-from shared.errors import InvalidParams
+from shared.domain.errors import InvalidParams
+from shared.domain.params import OPTIMIZERS, Hyperparams, check_name, parse_params
 from shared.models import Run
-from shared.params import OPTIMIZERS, Hyperparams, check_name, parse_params
 
 
 def _field_for(name: str) -> Field:

@@ -10,10 +10,10 @@ from werkzeug.wrappers import Response
 
 from shared import views
 from shared.compare import compare_runs
-from shared.errors import BadRequest, InvalidParams, TooManyRequests, TrainyardError
-from shared.filters import NUMERIC_PARAMS, SORT_FIELDS, RunQuery
-from shared.models import RunStatus
-from shared.params import PARAM_NAMES
+from shared.domain.errors import BadRequest, InvalidParams, TooManyRequests, TrainyardError
+from shared.domain.filters import NUMERIC_PARAMS, SORT_FIELDS, RunQuery
+from shared.domain.params import PARAM_NAMES
+from shared.domain.status import RunStatus
 from shared.queries import get_run
 from shared.runs import request_cancel
 from web import parsing, security

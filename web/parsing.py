@@ -12,8 +12,8 @@ from flask import request
 from pydantic import BaseModel, ValidationError
 from werkzeug.datastructures import MultiDict
 
-from shared.errors import BadRequest, InvalidParams, UnsupportedMediaType, field_errors
-from shared.filters import QueryModel
+from shared.domain.errors import BadRequest, InvalidParams, UnsupportedMediaType, field_errors
+from shared.domain.querying import QueryModel
 
 Q = TypeVar("Q", bound=QueryModel)
 B = TypeVar("B", bound=BaseModel)

@@ -11,14 +11,14 @@ from sqlalchemy.orm import Session
 
 from shared.celery_config import TASK_NAME, celery_config, prepare_broker
 from shared.config import Settings
-from shared.cost import check_cost
-from shared.errors import Conflict, TooManyRequests, TrainyardError
+from shared.domain.cost import check_cost
+from shared.domain.errors import Conflict, TooManyRequests, TrainyardError
+from shared.domain.params import INT32_MAX, Hyperparams
+from shared.domain.study_design import StudyRequest, expand
 from shared.models import Run, Study
-from shared.params import INT32_MAX, Hyperparams
 from shared.queries import find_by_idempotency_key, queued_count
 from shared.runs import create_run, fail_unsent, mark_sent
 from shared.studies import add_replicates, create_study, replicate_params, study_runs
-from shared.study_design import StudyRequest, expand
 
 logger = logging.getLogger(__name__)
 

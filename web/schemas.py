@@ -11,9 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from shared.filters import INT_TEXT, QueryModel, strict_text
-from shared.models import RunStatus
-from shared.params import INT32_MAX, Hyperparams, Name
+from shared.domain.filters import PageNumber
+from shared.domain.params import INT32_MAX, Hyperparams, Name
+from shared.domain.querying import QueryModel, query_int
+from shared.domain.status import RunStatus
 
 
 class SubmitRequest(BaseModel):
@@ -70,7 +71,9 @@ def _distinct(value: list[int]) -> list[int]:
     return value
 
 
-RunId = Annotated[int, Field(ge=1, le=INT32_MAX), strict_text(INT_TEXT, "an integer")]
+RunId = query_int(1, INT32_MAX)
+ConfigIndex = query_int(0, 10_000)
+StudiesPerPage = query_int(1, 200)
 
 
 class CompareQuery(QueryModel):
@@ -329,16 +332,16 @@ class ReplicatesRequest(BaseModel):
 class StudyQuery(QueryModel):
     """Query of GET /api/studies/{id} and the study page."""
 
-    baseline: Annotated[int, Field(ge=0, le=10_000), strict_text(INT_TEXT, "an integer")] | None = (
-        Field(None, description="Index of the configuration the others are compared with (0).")
+    baseline: ConfigIndex | None = Field(
+        None, description="Index of the configuration the others are compared with (0)."
     )
 
 
 class StudyListQuery(QueryModel):
     """Query of GET /api/studies."""
 
-    page: Annotated[int, Field(ge=1, le=1_000_000), strict_text(INT_TEXT, "an integer")] = 1
-    limit: Annotated[int, Field(ge=1, le=200), strict_text(INT_TEXT, "an integer")] = 50
+    page: PageNumber = 1
+    limit: StudiesPerPage = 50
 
 
 class StudyRunsQuery(QueryModel):

@@ -17,7 +17,7 @@ from flask import Flask, Request, Response, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from shared.errors import Forbidden, Unauthorized, UnsupportedMediaType
+from shared.domain.errors import Forbidden, Unauthorized, UnsupportedMediaType
 from web.database import app_settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

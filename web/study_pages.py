@@ -10,10 +10,10 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
 from werkzeug.wrappers import Response
 
-from shared.errors import InvalidParams, TooManyRequests, TrainyardError, field_errors
-from shared.params import PARAM_NAMES, Hyperparams
+from shared.domain.errors import InvalidParams, TooManyRequests, TrainyardError, field_errors
+from shared.domain.params import PARAM_NAMES, Hyperparams
+from shared.domain.study_design import VARIABLE, StudyRequest
 from shared.studies import cancel_study, get_study, list_studies, summarize
-from shared.study_design import VARIABLE, StudyRequest
 from web import parsing
 from web.database import dispatcher, get_session
 from web.schemas import StudyListQuery, StudyQuery

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Response, request
 
-from shared.serializers import spreadsheet_safe
+from shared.domain.text import spreadsheet_safe
 
 
 def wants_csv(asked: str | None) -> bool:

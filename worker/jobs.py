@@ -16,11 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.db import Store, unreachable
-from shared.errors import DatasetError
+from shared.domain.errors import DatasetError
+from shared.domain.lease import CancelRequested, Lease, LeaseLost
+from shared.domain.params import Hyperparams
+from shared.domain.status import RunStatus
 from shared.leases import (
-    CancelRequested,
-    Lease,
-    LeaseLost,
     claim,
     finish,
     last_checkpoint,
@@ -30,8 +30,7 @@ from shared.leases import (
     release,
     renew,
 )
-from shared.models import Run, RunStatus
-from shared.params import Hyperparams
+from shared.models import Run
 from worker.process import WorkerContext
 
 logger = logging.getLogger(__name__)
@@ -200,7 +199,7 @@ def _write(
             if not unreachable(exc):
                 raise
             if time.monotonic() >= deadline:
-                raise LeaseLost(f"run {lease.run_id}: the store was unreachable") from exc
+                raise LeaseLost(lease, "the store was unreachable") from exc
             logger.warning("run %s: the store is unreachable (%s); trying again", lease.run_id, exc)
             time.sleep(STORE_RETRY_INTERVAL)
 
@@ -241,9 +240,9 @@ def _train(
             logger.info("run %s epoch %d: loss %.4f", lease.run_id, epoch, metrics.loss)
         stop = watch.stop
     if stop is Stop.LOST:
-        raise LeaseLost(f"run {lease.run_id}")
+        raise LeaseLost(lease)
     if stop is Stop.CANCEL:
-        raise CancelRequested(f"run {lease.run_id}")
+        raise CancelRequested(lease)
     if stop is Stop.HANDOVER:
         return _hand_over(context, lease)
     loss, accuracy, evaluation = job.evaluate()

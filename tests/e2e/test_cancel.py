@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.models import Epoch, Run, RunStatus, utcnow
+from shared.domain.status import RunStatus
+from shared.models import Epoch, Run, utcnow
 from shared.queries import get_run
 from tests.support import find, wait_for
 

@@ -10,7 +10,8 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.models import Evaluation, RunStatus
+from shared.domain.status import RunStatus
+from shared.models import Evaluation
 from shared.queries import get_run
 from tests.support import decode_png, find, mnist_dir, wait_for
 

@@ -19,8 +19,9 @@ from sqlalchemy import select
 
 from shared.config import Settings
 from shared.db import Store
+from shared.domain.status import RunStatus
 from shared.migrate import upgrade
-from shared.models import Epoch, Run, RunStatus, utcnow
+from shared.models import Epoch, Run, utcnow
 from shared.pgadmin import scratch_database
 from tests.support import (
     PG_SERVER,

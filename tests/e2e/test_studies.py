@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from cli.client import Client
 from shared.config import Settings
-from shared.models import Run, RunStatus
+from shared.domain.status import RunStatus
+from shared.models import Run
 from tests.support import ROOT, assert_console_clean, new_page, settings_env, wait_for
 
 # Two configurations x three seeds on a slice of MNIST: seconds a run.

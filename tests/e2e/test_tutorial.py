@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.models import RunStatus
+from shared.domain.status import RunStatus
 from shared.queries import get_run
 from tests.support import wait_for
 

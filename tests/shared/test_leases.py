@@ -8,10 +8,9 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from shared.domain.lease import CancelRequested, EpochRecord, LeaseLost
+from shared.domain.status import RunStatus
 from shared.leases import (
-    CancelRequested,
-    EpochRecord,
-    LeaseLost,
     claim,
     finish,
     last_checkpoint,
@@ -21,7 +20,7 @@ from shared.leases import (
     take_back,
     unsent,
 )
-from shared.models import Checkpoint, Epoch, Run, RunStatus, TrainedModel, utcnow
+from shared.models import Checkpoint, Epoch, Run, TrainedModel, utcnow
 from shared.queries import epochs_of, get_run
 from shared.runs import mark_sent, request_cancel
 from tests.builders import epoch_record, lease_of, make_run

@@ -8,7 +8,7 @@ import statistics
 import pytest
 from scipy import stats as scipy_stats
 
-from shared.stats import describe, verdict, welch
+from shared.domain.stats import describe, verdict, welch
 
 NORMALIZED = [0.9764, 0.9799, 0.9771, 0.9780]
 RAW = [0.9265, 0.9365, 0.9301, 0.9339]

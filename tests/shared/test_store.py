@@ -6,10 +6,11 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.errors import Conflict, NotFound
+from shared.domain.errors import Conflict, NotFound
+from shared.domain.params import Hyperparams
+from shared.domain.status import RunStatus
 from shared.leases import claim
-from shared.models import Epoch, RunStatus
-from shared.params import Hyperparams
+from shared.models import Epoch
 from shared.queries import get_run, queue_positions
 from shared.runs import create_run, request_cancel
 from tests.builders import make_run

@@ -7,8 +7,8 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from shared.errors import InvalidParams
-from shared.study_design import StudyRequest, expand
+from shared.domain.errors import InvalidParams
+from shared.domain.study_design import StudyRequest, expand
 
 
 def test_a_grid_is_every_combination_in_order_times_the_seeds() -> None:

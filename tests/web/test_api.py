@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
+from shared.domain.status import RunStatus
 from shared.migrate import upgrade
-from shared.models import Run, RunStatus
+from shared.models import Run
 from shared.workers import register_worker, stop_worker
 from tests.builders import EVALUATION, make_run
 from tests.support import create_test_app, postgres_server

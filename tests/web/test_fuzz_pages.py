@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
-from shared.models import RunStatus
-from shared.params import PARAM_NAMES
+from shared.domain.params import PARAM_NAMES
+from shared.domain.status import RunStatus
 from tests.builders import make_run
 
 EXAMPLES = int(os.environ.get("TRAINYARD_FUZZ_EXAMPLES", "150"))

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from shared import views
 from shared.compare import compare_runs
-from shared.filters import RunQuery
-from shared.models import RunStatus
+from shared.domain.filters import RunQuery
+from shared.domain.status import RunStatus
 from shared.queries import latest_epochs
 from shared.serializers import run_to_dict
 from tests.builders import EVALUATION, make_run

@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from shared.models import RunStatus
+from shared.domain.status import RunStatus
 from shared.workers import register_worker
 from tests.builders import make_run
 from tests.support import decode_png, find, page, run_ids

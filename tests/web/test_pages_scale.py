@@ -11,7 +11,8 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from bench.runs_pages import seed_store
-from shared.models import Epoch, Run, RunStatus
+from shared.domain.status import RunStatus
+from shared.models import Epoch, Run
 from tests.support import find, page, run_ids
 
 

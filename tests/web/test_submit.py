@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.models import Run, RunStatus
-from shared.params import Hyperparams
+from shared.domain.params import Hyperparams
+from shared.domain.status import RunStatus
+from shared.models import Run
 from tests.support import create_test_app, csrf_token, form_data, web_process
 
 
@@ -239,7 +240,7 @@ def test_the_embedded_broker_makes_its_folder_whatever_the_store(
 
 
 def test_the_app_refuses_an_unmigrated_database(tmp_path: Any) -> None:
-    from shared.errors import NotMigrated
+    from shared.domain.errors import NotMigrated
     from web import create_app
 
     empty = Settings(

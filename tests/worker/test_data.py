@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from shared.config import Settings
-from shared.errors import DatasetError
+from shared.domain.errors import DatasetError
 from tests.support import mnist_dir
 from worker.training.data import FILES, load_mnist, locate_mnist, parse_idx
 

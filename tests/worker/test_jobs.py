@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.db import Store
+from shared.domain.params import Hyperparams
+from shared.domain.status import RunStatus
 from shared.leases import claim, record_epoch, take_back
-from shared.models import Epoch, Run, RunStatus, TrainedModel, utcnow
-from shared.params import Hyperparams
+from shared.models import Epoch, Run, TrainedModel, utcnow
 from shared.queries import get_run
 from shared.runs import request_cancel
 from shared.workers import register_worker

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.leases import EpochRecord
-from shared.params import Hyperparams
+from shared.domain.lease import EpochRecord
+from shared.domain.params import Hyperparams
 from tests.support import mnist_dir
 from worker.training.data import Mnist, load_mnist
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.config import Settings
-from shared.errors import DatasetError
+from shared.domain.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 

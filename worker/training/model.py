@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import numpy as np
 import tensorflow as tf
 
-from shared.leases import EpochRecord
-from shared.params import Hyperparams
+from shared.domain.lease import EpochRecord
+from shared.domain.params import Hyperparams
 from worker.training.data import Mnist
 from worker.training.graph import INPUT_DIM, Network
 

@@ -9,8 +9,8 @@ time; `python -m bench.cost` measures the constants on a machine.
 
 from __future__ import annotations
 
-from shared.errors import InvalidParams
-from shared.params import Hyperparams
+from shared.domain.errors import InvalidParams
+from shared.domain.params import Hyperparams
 
 # What one core of the reference machine (2 cores, no GPU) sustains on the graph training path.
 REFERENCE_FLOPS = 60e9

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import random
-import re
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from shared.errors import InvalidParams, field_errors
+from shared.domain.errors import InvalidParams, field_errors
+from shared.domain.text import UNPRINTABLE, UNPRINTABLE_CHARS
 
 # The largest value every database's INTEGER column holds; ids, seeds and integer filters stay below.
 INT32_MAX = 2**31 - 1
@@ -46,11 +46,6 @@ class Hyperparams(BaseModel):
 
 
 PARAM_NAMES: tuple[str, ...] = tuple(Hyperparams.model_fields)
-
-# Characters a name must not hold: C0 and C1 controls (they move a terminal's cursor, clear its
-# screen, or break a CSV line) and the bidirectional overrides that reorder what a reader sees.
-UNPRINTABLE = r"\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
-UNPRINTABLE_CHARS = re.compile(f"[{UNPRINTABLE}]")
 
 
 def check_name(value: str | None) -> str | None:

@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shared.errors import InvalidParams, field_errors
-from shared.params import INT32_MAX, PARAM_NAMES, Hyperparams, Name
+from shared.domain.errors import InvalidParams, field_errors
+from shared.domain.params import INT32_MAX, PARAM_NAMES, Hyperparams, Name
 
 # Hyperparameters a design may vary: all but the seed, which is the replicate axis.
 VARIABLE = tuple(name for name in PARAM_NAMES if name != "seed")
@@ -171,6 +171,21 @@ class StudyRequest(BaseModel):
             dict(zip(names, values, strict=True))
             for values in itertools.product(*(grid[n] for n in names))
         ]
+
+
+def config_label(config: dict[str, Any]) -> str:
+    """A configuration in words: "raw pixels", "optimizer=sgd, learning_rate=0.01"."""
+    if not config:
+        return "the base configuration"
+    words = []
+    for name, value in config.items():
+        if name == "normalize":
+            words.append("normalized pixels" if value else "raw pixels")
+        elif isinstance(value, bool):
+            words.append(f"{name}={'yes' if value else 'no'}")
+        else:
+            words.append(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}")
+    return ", ".join(words)
 
 
 def draw(sample: Sample) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from bench.stack import Layout, Stack, stack, wait
 from shared.domain.status import RunStatus
-from shared.models import Epoch, Run, utcnow
+from shared.store.models import Epoch, Run, utcnow
 from tests.support import RABBIT_URL, REDIS_URL, RedisServer, postgres_server, rabbit_node
 
 LONG = {"epochs": 20, "seed": 1}

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from shared.domain.params import OPTIMIZERS
 from shared.domain.status import RunStatus
-from shared.models import Epoch, Run
+from shared.store.models import Epoch, Run
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from shared.config import Settings
-    from shared.migrate import upgrade
+    from shared.store.migrate import upgrade
     from web import create_app
 
     with _database(args.postgres) as url, tempfile.TemporaryDirectory() as home:

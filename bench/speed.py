@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from bench.stack import ROOT, Layout, data_dir, stack
 from shared.cpus import available_cpus
-from shared.models import Epoch
+from shared.store.models import Epoch
 
 
 def script_run(raw: bool) -> dict[str, Any]:

@@ -20,11 +20,11 @@ from typing import Any, TypeVar
 
 from cli.client import Client
 from shared.config import Settings, child_env
-from shared.db import Store
 from shared.domain.status import FINISHED_STATUSES
-from shared.migrate import upgrade
-from shared.models import Run
 from shared.pgadmin import scratch_database
+from shared.store.engine import Store
+from shared.store.migrate import upgrade
+from shared.store.models import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS = os.environ.get("TRAINYARD_BENCH_BROKER_URL", "redis://127.0.0.1:6379/0")

@@ -54,8 +54,8 @@ def db_grant_app_role(role: str, password_env: str, schema: str) -> None:
     Run it as the role that owns the schema (the one `trainyard db upgrade` ran as), after each
     upgrade; web and workers then connect as ROLE. It is idempotent and sets the password each time.
     """
-    from shared.db import make_engine
     from shared.dbroles import grant_app_role
+    from shared.store.engine import make_engine
 
     password = os.environ.get(password_env, "")
     if not password:

@@ -19,9 +19,9 @@ logger = logging.getLogger("trainyard")
 
 def require_migrated() -> None:
     """Stop with a clear message unless the database is at the latest revision."""
-    from shared.db import make_engine
     from shared.domain.errors import NotMigrated
-    from shared.migrate import check_schema
+    from shared.store.engine import make_engine
+    from shared.store.migrate import check_schema
 
     engine = make_engine(get_settings().database_url)
     try:
@@ -52,7 +52,7 @@ def db() -> None:
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Upgrade the results store to REVISION (default: the latest)."""
-    from shared.migrate import upgrade
+    from shared.store.migrate import upgrade
 
     upgrade(get_settings().database_url, revision)
     click.echo(f"database at {revision}")
@@ -62,7 +62,7 @@ def db_upgrade(revision: str) -> None:
 @click.argument("revision")
 def db_downgrade(revision: str) -> None:
     """Downgrade the results store to REVISION ('base' empties it)."""
-    from shared.migrate import downgrade
+    from shared.store.migrate import downgrade
 
     downgrade(get_settings().database_url, revision)
     click.echo(f"database at {revision}")
@@ -71,8 +71,8 @@ def db_downgrade(revision: str) -> None:
 @db.command("current")
 def db_current() -> None:
     """Print the revision the database is at, and the code's latest."""
-    from shared.db import make_engine
-    from shared.migrate import current_revision, head_revision
+    from shared.store.engine import make_engine
+    from shared.store.migrate import current_revision, head_revision
 
     engine = make_engine(get_settings().database_url)
     click.echo(f"database: {current_revision(engine) or 'not migrated'}; code: {head_revision()}")
@@ -113,7 +113,7 @@ def worker(concurrency: int | None, hostname: str | None, loglevel: str) -> None
 def up(host: str, port: int, workers: int | None) -> None:
     """Migrate, then run the web app and a single-job worker per CPU (the layout that gives the
     most jobs an hour, see bench.throughput); Ctrl-C stops everything."""
-    from shared.migrate import upgrade
+    from shared.store.migrate import upgrade
 
     workers = workers or available_cpus()
     settings = cluster_settings(get_settings(), workers)

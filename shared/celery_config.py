@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.config import Settings
-from shared.db import sqlite_path
+from shared.store.engine import sqlite_path
 
 TASK_NAME = "trainyard.train_run"
 

@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 from shared.domain.lease import EpochRecord, Lease
 from shared.domain.params import Hyperparams
 from shared.domain.status import RunStatus
-from shared.leases import claim, finish, record_epoch
-from shared.models import Run
-from shared.runs import create_run
+from shared.store.lease import claim, finish, record_epoch
+from shared.store.models import Run
+from shared.store.runs import create_run
 
 # A small, valid evaluation: every test digit right, one sample "misclassified" digit.
 EVALUATION = {

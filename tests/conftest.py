@@ -19,10 +19,10 @@ from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.db import Store
-from shared.migrate import upgrade
-from shared.models import Base
 from shared.pgadmin import scratch_database
+from shared.store.engine import Store
+from shared.store.migrate import upgrade
+from shared.store.models import Base
 from tests.support import CHROMIUM_ARGS, REDIS_URL, create_test_app, mnist_dir
 
 

@@ -149,8 +149,8 @@ def worker_process(
     """Run a real Celery worker (`trainyard worker`) until the block ends; wait until it registers."""
     from sqlalchemy import select
 
-    from shared.db import Store
-    from shared.models import Worker
+    from shared.store.engine import Store
+    from shared.store.models import Worker
 
     store = Store(settings.database_url)
 

@@ -10,10 +10,10 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from shared.config import Settings, get_settings
-from shared.db import Store, unreachable
 from shared.domain.errors import NotFound, PayloadTooLarge, StoreUnavailable, TrainyardError
 from shared.domain.params import INT32_MAX
-from shared.migrate import check_schema
+from shared.store.engine import Store, unreachable
+from shared.store.migrate import check_schema
 from web.database import register_store
 from web.queue import Dispatcher
 from web.security import register_security

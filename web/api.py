@@ -10,13 +10,13 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 
-from shared import views
-from shared.compare import compare_runs
 from shared.domain.errors import BadRequest
 from shared.domain.filters import RunQuery
 from shared.domain.params import Hyperparams
-from shared.queries import get_run
-from shared.runs import request_cancel
+from shared.read import runs as views
+from shared.read.compare import compare_runs
+from shared.store.queries import get_run
+from shared.store.runs import request_cancel
 from web import parsing, security
 from web.database import app_settings, app_store, dispatcher, get_session
 from web.health import health as health_checks

@@ -6,7 +6,7 @@ from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.db import Store
+from shared.store.engine import Store
 from web.queue import Dispatcher
 
 

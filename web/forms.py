@@ -10,7 +10,7 @@ from wtforms.validators import Length, Optional, ValidationError
 
 from shared.domain.errors import InvalidParams
 from shared.domain.params import OPTIMIZERS, Hyperparams, check_name, parse_params
-from shared.models import Run
+from shared.store.models import Run
 
 
 def _field_for(name: str) -> Field:

@@ -8,7 +8,7 @@ from kombu import Connection
 from sqlalchemy import Engine, text
 
 from shared.config import Settings
-from shared.migrate import current_revision, head_revision
+from shared.store.migrate import current_revision, head_revision
 
 logger = logging.getLogger(__name__)
 BROKER_TIMEOUT = 3.0

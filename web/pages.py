@@ -8,14 +8,14 @@ from typing import Any
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from shared import views
-from shared.compare import compare_runs
 from shared.domain.errors import BadRequest, InvalidParams, TooManyRequests, TrainyardError
 from shared.domain.filters import NUMERIC_PARAMS, SORT_FIELDS, RunQuery
 from shared.domain.params import PARAM_NAMES
 from shared.domain.status import RunStatus
-from shared.queries import get_run
-from shared.runs import request_cancel
+from shared.read import runs as views
+from shared.read.compare import compare_runs
+from shared.store.queries import get_run
+from shared.store.runs import request_cancel
 from web import parsing, security
 from web.database import app_settings, dispatcher, get_session
 from web.digits import digit_data_uri

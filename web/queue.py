@@ -15,10 +15,10 @@ from shared.domain.cost import check_cost
 from shared.domain.errors import Conflict, TooManyRequests, TrainyardError
 from shared.domain.params import INT32_MAX, Hyperparams
 from shared.domain.study_design import StudyRequest, expand
-from shared.models import Run, Study
-from shared.queries import find_by_idempotency_key, queued_count
-from shared.runs import create_run, fail_unsent, mark_sent
-from shared.studies import add_replicates, create_study, replicate_params, study_runs
+from shared.store.models import Run, Study
+from shared.store.queries import find_by_idempotency_key, queued_count
+from shared.store.runs import create_run, fail_unsent, mark_sent
+from shared.store.studies import add_replicates, create_study, replicate_params, study_runs
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from shared.domain.study_design import StudyRequest
-from shared.studies import cancel_study, get_study, list_studies, run_table, summarize
+from shared.read.studies import list_studies, run_table, summarize
+from shared.store.studies import cancel_study, get_study
 from web import parsing
 from web.database import dispatcher, get_session
 from web.openapi import ERRORS, operation

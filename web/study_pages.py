@@ -13,7 +13,8 @@ from werkzeug.wrappers import Response
 from shared.domain.errors import InvalidParams, TooManyRequests, TrainyardError, field_errors
 from shared.domain.params import PARAM_NAMES, Hyperparams
 from shared.domain.study_design import VARIABLE, StudyRequest
-from shared.studies import cancel_study, get_study, list_studies, summarize
+from shared.read.studies import list_studies, summarize
+from shared.store.studies import cancel_study, get_study
 from web import parsing
 from web.database import dispatcher, get_session
 from web.schemas import StudyListQuery, StudyQuery

@@ -9,7 +9,7 @@ from celery import Celery, signals
 
 from shared.celery_config import TASK_NAME, celery_config, prepare_broker
 from shared.config import Settings, get_settings
-from shared.db import Store
+from shared.store.engine import Store
 from worker.node import Node
 from worker.process import init_child
 

@@ -12,25 +12,22 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from shared.db import Store, unreachable
 from shared.domain.errors import DatasetError
 from shared.domain.lease import CancelRequested, Lease, LeaseLost
 from shared.domain.params import Hyperparams
 from shared.domain.status import RunStatus
-from shared.leases import (
+from shared.store.engine import Store, unreachable
+from shared.store.lease import (
     claim,
     finish,
     last_checkpoint,
-    leaving,
+    pass_on,
     record_environment,
     record_epoch,
     release,
     renew,
 )
-from shared.models import Run
+from shared.store.queries import get_run
 from worker.process import WorkerContext
 
 logger = logging.getLogger(__name__)
@@ -136,11 +133,9 @@ def execute_run(context: WorkerContext, run_id: int, worker: str) -> Outcome:
             session, run_id, worker, os.getpid(), context.settings.heartbeat_timeout, node_pid
         )
         if lease is None:
-            pass_to = _pass_on(session, run_id, worker, node_pid)
+            pass_to = pass_on(session, run_id, worker, node_pid)
         else:
-            run = session.get(Run, run_id)
-            assert run is not None
-            params = Hyperparams.model_validate(run.params)
+            params = Hyperparams.model_validate(get_run(session, run_id).params)
             checkpoint = last_checkpoint(session, run_id)
             resume = (checkpoint.epoch, checkpoint.state) if checkpoint else None
     if lease is None:
@@ -170,13 +165,6 @@ def execute_run(context: WorkerContext, run_id: int, worker: str) -> Outcome:
     except Exception as exc:
         logger.exception("run %s failed", run_id)
         return _end(store, lease, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
-
-
-def _pass_on(session: Session, run_id: int, worker: str, node_pid: int) -> str | None:
-    """The queue to send a queued run's message to when our node is leaving; else None."""
-    if not leaving(session, worker, node_pid):
-        return None
-    return session.scalar(select(Run.queue).where(Run.id == run_id, Run.status == RunStatus.QUEUED))
 
 
 def _ids(lease: Lease) -> tuple[int, int]:

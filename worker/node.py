@@ -21,14 +21,12 @@ from pathlib import Path
 
 from kombu import Connection
 from kombu.exceptions import ChannelError
-from sqlalchemy import text
-from sqlalchemy.orm import Session
 
 from shared.celery_config import celery_config
 from shared.config import Settings
-from shared.db import Store
-from shared.leases import expired, held_by, request_handover, take_back, unsent
-from shared.workers import register_worker, stop_worker, worker_heartbeat
+from shared.store.engine import Store
+from shared.store.sweeps import expired, held_by, lock_briefly, request_handover, take_back, unsent
+from shared.store.workers import register_worker, stop_worker, worker_heartbeat
 from worker.process import Send
 
 logger = logging.getLogger(__name__)
@@ -118,7 +116,7 @@ class Node:
         """Take back runs whose holder is gone and resend lost messages; return the runs sent."""
         requeued: list[tuple[int, str]] = []
         with self.store.session_scope() as session:
-            _lock_briefly(session)
+            lock_briefly(session)
             for run in held_by(session, self.name):
                 if not is_child(run.worker_pid):
                     reason = f"its pool process {run.worker_pid} died"
@@ -165,10 +163,3 @@ class Node:
                 stop_worker(session, self.name)
         except Exception:
             logger.exception("could not mark worker %s stopped", self.name)
-
-
-def _lock_briefly(session: Session) -> None:
-    """On PostgreSQL, wait at most a few seconds for a row another process holds locked (a frozen
-    holder mid-write); the next sweep tries again."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL lock_timeout = '5s'"))

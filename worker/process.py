@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shared.config import Settings
-from shared.db import Store
+from shared.store.engine import Store
 
 if TYPE_CHECKING:
     from worker.training.data import Mnist

@@ -17,13 +17,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared import dbroles
-from shared.db import Store
 from shared.dbroles import grant_app_role, wait_for_database
 from shared.domain.status import RunStatus
-from shared.migrate import check_schema, upgrade
-from shared.models import Epoch, Run
 from shared.pgadmin import scratch_database
-from shared.workers import register_worker
+from shared.store.engine import Store
+from shared.store.migrate import check_schema, upgrade
+from shared.store.models import Epoch, Run
+from shared.store.workers import register_worker
 from tests.builders import EVALUATION, make_run
 from tests.support import PG_SERVER, ROOT, free_port
 

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from shared.celery_config import celery_config
 from shared.config import Settings
 from shared.domain.status import RunStatus
-from shared.models import Run
-from shared.queries import get_run
+from shared.store.models import Run
+from shared.store.queries import get_run
 from tests.support import RABBIT_URL, REDIS_URL, create_test_app, wait_for, worker_process
 
 BROKERS = ("redis", "rabbitmq", "embedded")

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.domain.status import RunStatus
-from shared.models import Epoch, Run, utcnow
-from shared.queries import get_run
+from shared.store.models import Epoch, Run, utcnow
+from shared.store.queries import get_run
 from tests.support import find, wait_for
 
 FORM_DEFAULTS = {"normalize": "y", "seed": "1"}

@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.models import Run
+from shared.store.models import Run
 from tests.builders import make_run
 from tests.support import ROOT, settings_env
 

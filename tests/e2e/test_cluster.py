@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 
 from cli.client import Client
 from shared.config import Settings
-from shared.db import make_engine
-from shared.models import Epoch, Run, Worker
 from shared.pgadmin import ensure_database, scratch_database
+from shared.store.engine import make_engine
+from shared.store.models import Epoch, Run, Worker
 from tests.support import (
     PG_SERVER,
     RABBIT_URL,

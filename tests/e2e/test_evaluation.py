@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.domain.status import RunStatus
-from shared.models import Evaluation
-from shared.queries import get_run
+from shared.store.models import Evaluation
+from shared.store.queries import get_run
 from tests.support import decode_png, find, mnist_dir, wait_for
 
 TEST_IMAGES = 10_000

@@ -18,11 +18,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from shared.config import Settings
-from shared.db import Store
 from shared.domain.status import RunStatus
-from shared.migrate import upgrade
-from shared.models import Epoch, Run, utcnow
 from shared.pgadmin import scratch_database
+from shared.store.engine import Store
+from shared.store.migrate import upgrade
+from shared.store.models import Epoch, Run, utcnow
 from tests.support import (
     PG_SERVER,
     RABBIT_URL,

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from cli.client import Client
 from shared.config import Settings
 from shared.domain.status import RunStatus
-from shared.models import Run
+from shared.store.models import Run
 from tests.support import ROOT, assert_console_clean, new_page, settings_env, wait_for
 
 # Two configurations x three seeds on a slice of MNIST: seconds a run.

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.domain.status import RunStatus
-from shared.queries import get_run
+from shared.store.queries import get_run
 from tests.support import wait_for
 
 TUTORIAL = {True: (0.9777, 0.0744, 0.005), False: (0.9285, 0.2898, 0.015)}

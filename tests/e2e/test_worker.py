@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from shared.celery_config import TASK_NAME
 from shared.config import Settings
 from shared.domain.status import RunStatus
-from shared.models import Epoch, Run
-from shared.queries import get_run
+from shared.store.models import Epoch, Run
+from shared.store.queries import get_run
 from tests.support import mnist_dir, wait_for, worker_process
 from web.queue import make_producer
 

@@ -10,19 +10,11 @@ from sqlalchemy.orm import Session
 
 from shared.domain.lease import CancelRequested, EpochRecord, LeaseLost
 from shared.domain.status import RunStatus
-from shared.leases import (
-    claim,
-    finish,
-    last_checkpoint,
-    record_epoch,
-    release,
-    renew,
-    take_back,
-    unsent,
-)
-from shared.models import Checkpoint, Epoch, Run, TrainedModel, utcnow
-from shared.queries import epochs_of, get_run
-from shared.runs import mark_sent, request_cancel
+from shared.store.lease import claim, finish, last_checkpoint, record_epoch, release, renew
+from shared.store.models import Checkpoint, Epoch, Run, TrainedModel, utcnow
+from shared.store.queries import epochs_of, get_run
+from shared.store.runs import mark_sent, request_cancel
+from shared.store.sweeps import take_back, unsent
 from tests.builders import epoch_record, lease_of, make_run
 
 

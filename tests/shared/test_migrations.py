@@ -13,10 +13,10 @@ from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from shared.db import make_engine
-from shared.migrate import current_revision, downgrade, head_revision, upgrade
-from shared.models import Base
 from shared.pgadmin import scratch_database
+from shared.store.engine import make_engine
+from shared.store.migrate import current_revision, downgrade, head_revision, upgrade
+from shared.store.models import Base
 
 # The server the PostgreSQL case creates its throwaway database on.
 PG_SERVER = os.environ.get(

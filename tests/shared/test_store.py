@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session
 from shared.domain.errors import Conflict, NotFound
 from shared.domain.params import Hyperparams
 from shared.domain.status import RunStatus
-from shared.leases import claim
-from shared.models import Epoch
-from shared.queries import get_run, queue_positions
-from shared.runs import create_run, request_cancel
+from shared.store.lease import claim
+from shared.store.models import Epoch
+from shared.store.queries import get_run, queue_positions
+from shared.store.runs import create_run, request_cancel
 from tests.builders import make_run
 
 

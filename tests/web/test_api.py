@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.domain.status import RunStatus
-from shared.migrate import upgrade
-from shared.models import Run
-from shared.workers import register_worker, stop_worker
+from shared.store.migrate import upgrade
+from shared.store.models import Run
+from shared.store.workers import register_worker, stop_worker
 from tests.builders import EVALUATION, make_run
 from tests.support import create_test_app, postgres_server
 from web.schemas import (
@@ -304,7 +304,7 @@ def test_health_is_503_when_the_broker_is_down(settings: Settings) -> None:
 
 
 def test_health_is_503_when_the_schema_is_behind(settings: Settings, tmp_path: Any) -> None:
-    from shared.migrate import downgrade, upgrade
+    from shared.store.migrate import downgrade, upgrade
 
     url = f"sqlite:///{tmp_path / 'behind.db'}"
     upgrade(url)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from shared.domain.filters import NUMERIC_PARAMS, SORT_FIELDS
 from shared.domain.params import PARAM_NAMES
 from shared.domain.status import RunStatus
-from shared.models import Run
+from shared.store.models import Run
 from tests.builders import make_run
 
 # Two values of each hyperparameter: runs are built with the first, one run with the second.

@@ -12,12 +12,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from shared import views
-from shared.compare import compare_runs
 from shared.domain.filters import RunQuery
 from shared.domain.status import RunStatus
-from shared.queries import latest_epochs
-from shared.serializers import run_to_dict
+from shared.read import runs as views
+from shared.read.compare import compare_runs
+from shared.read.formatting import run_to_dict
+from shared.store.queries import latest_epochs
 from tests.builders import EVALUATION, make_run
 
 UNDOCUMENTED = {"api.openapi_json", "api.docs"}  # the document and its page describe the rest

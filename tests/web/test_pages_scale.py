@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from bench.runs_pages import seed_store
 from shared.domain.status import RunStatus
-from shared.models import Epoch, Run
+from shared.store.models import Epoch, Run
 from tests.support import find, page, run_ids
 
 

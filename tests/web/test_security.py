@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings, stored_secret
 from shared.domain.status import RunStatus
-from shared.models import Run
+from shared.store.models import Run
 from tests.builders import make_run
 from tests.support import ROOT, create_test_app, csrf_token, find, form_data, web_process
 

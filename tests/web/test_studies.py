@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.domain.status import RunStatus
-from shared.leases import claim, finish, record_epoch
-from shared.models import Run, Study
+from shared.store.lease import claim, finish, record_epoch
+from shared.store.models import Run, Study
 from tests.builders import epoch_record
 from tests.support import create_test_app, csrf_token, find
 

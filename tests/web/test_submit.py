@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from shared.config import Settings
 from shared.domain.params import Hyperparams
 from shared.domain.status import RunStatus
-from shared.models import Run
+from shared.store.models import Run
 from tests.support import create_test_app, csrf_token, form_data, web_process
 
 

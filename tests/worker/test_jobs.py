@@ -13,14 +13,15 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.db import Store
 from shared.domain.params import Hyperparams
 from shared.domain.status import RunStatus
-from shared.leases import claim, record_epoch, take_back
-from shared.models import Epoch, Run, TrainedModel, utcnow
-from shared.queries import get_run
-from shared.runs import request_cancel
-from shared.workers import register_worker
+from shared.store.engine import Store
+from shared.store.lease import claim, record_epoch
+from shared.store.models import Epoch, Run, TrainedModel, utcnow
+from shared.store.queries import get_run
+from shared.store.runs import request_cancel
+from shared.store.sweeps import take_back
+from shared.store.workers import register_worker
 from tests.builders import make_run
 from tests.support import REDIS_URL, wait_for
 from worker import jobs

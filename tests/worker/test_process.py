@@ -7,7 +7,7 @@ import os
 from sqlalchemy import text
 
 from shared.config import Settings
-from shared.db import Store
+from shared.store.engine import Store
 from worker.process import init_child, load_training
 
 

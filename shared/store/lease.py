@@ -1,18 +1,17 @@
-"""A run's lease: the claim that makes one worker attempt its holder, the fenced writes the attempt
-makes under it, and the sweeps that take a run back from a holder that stopped answering.
+"""A run's lease, the holder's side: the claim that makes one worker attempt its holder, and the
+fenced writes the attempt makes under it.
 
 The store is the truth and the broker only wakes workers up. A claim turns a queued run into a
 running one under a new attempt number; every later write of that attempt (epochs, checkpoint,
 heartbeat, final status) is an UPDATE conditional on the run still running under that attempt. A
 write that matches no row means the lease is gone: the attempt stops and writes nothing more. The
-sweeps use the same conditions, so a holder and a sweep can never both win.
+sweeps (`shared.store.sweeps`) use the same conditions, so a holder and a sweep never both win.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -21,9 +20,7 @@ from sqlalchemy.orm import Session
 
 from shared.domain.lease import CancelRequested, EpochRecord, Lease, LeaseLost, Signals
 from shared.domain.status import RunStatus
-from shared.models import Checkpoint, Epoch, Evaluation, Run, TrainedModel, Worker, utcnow
-
-logger = logging.getLogger(__name__)
+from shared.store.models import Checkpoint, Epoch, Evaluation, Run, TrainedModel, Worker, utcnow
 
 
 def _held(lease: Lease) -> Any:
@@ -88,6 +85,14 @@ def leaving(session: Session, worker: str, node_pid: int) -> bool:
     no new run. A warm shutdown may still pass a message to the node's pool for a moment (a
     polling broker's last fetch); that claim is refused and the message sent on to another node."""
     return session.scalar(_leaving(worker, node_pid).exists().select()) or False
+
+
+def pass_on(session: Session, run_id: int, worker: str, node_pid: int) -> str | None:
+    """The queue to send a queued run's message on to when our node is leaving (a claim refused
+    for that reason); None when the node is not leaving or the run is not queued."""
+    if not leaving(session, worker, node_pid):
+        return None
+    return session.scalar(select(Run.queue).where(Run.id == run_id, Run.status == RunStatus.QUEUED))
 
 
 def _why_refused(session: Session, lease: Lease) -> Exception:
@@ -173,7 +178,7 @@ def last_checkpoint(session: Session, run_id: int) -> Checkpoint | None:
     return session.get(Checkpoint, run_id)
 
 
-def _end(session: Session, run_id: int) -> None:
+def drop_checkpoint(session: Session, run_id: int) -> None:
     """What every end of a run drops: its checkpoint (the final model is kept apart)."""
     session.execute(Checkpoint.__table__.delete().where(Checkpoint.run_id == run_id))
 
@@ -211,7 +216,7 @@ def finish(
     )
     if ended.rowcount != 1:
         raise _why_refused(session, lease)
-    _end(session, lease.run_id)
+    drop_checkpoint(session, lease.run_id)
     if evaluation is not None:
         session.merge(Evaluation(run_id=lease.run_id, **evaluation))
     if keras_file is not None:
@@ -220,7 +225,7 @@ def finish(
         )
 
 
-def _requeue_values(now: datetime) -> dict[str, Any]:
+def requeue_values(now: datetime) -> dict[str, Any]:
     return {
         "status": RunStatus.QUEUED,
         "worker": None,
@@ -241,124 +246,9 @@ def release(session: Session, lease: Lease) -> str:
     released = session.execute(
         update(Run)
         .where(_held(lease), Run.cancel_requested.is_(False))
-        .values(**_requeue_values(utcnow()))
+        .values(**requeue_values(utcnow()))
     )
     if released.rowcount != 1:
         raise _why_refused(session, lease)
     queue = session.scalar(select(Run.queue).where(Run.id == lease.run_id))
     return queue or "training"
-
-
-def take_back(
-    session: Session, run: Run, reason: str, max_attempts: int, if_expired: bool = True
-) -> bool:
-    """Take a running run from a holder that stopped answering: requeue it while attempts
-    remain, else fail it naming each lost attempt; a cancelled one ends cancelled.
-
-    Conditional on the run still being held by that attempt (and, with `if_expired`, on its lease
-    having run out), so it changes nothing a live holder renewed or another sweep already changed.
-    Returns True when the run was requeued (the caller sends its message after the commit).
-    """
-    now = utcnow()
-    lost = [
-        *run.lost_attempts,
-        {"attempt": run.attempt, "worker": run.worker, "reason": reason, "at": now.isoformat()},
-    ]
-    held = (Run.id == run.id) & (Run.attempt == run.attempt) & (Run.status == RunStatus.RUNNING)
-    if if_expired:
-        held = held & (Run.lease_expires_at < now)
-    if run.cancel_requested:
-        values: dict[str, Any] = {"status": RunStatus.CANCELLED, "finished_at": now}
-    elif len(lost) >= max_attempts:
-        values = {"status": RunStatus.FAILED, "finished_at": now, "error": _gave_up(lost)}
-    else:
-        values = _requeue_values(now)
-    changed = session.execute(
-        update(Run)
-        .where(held)
-        .values(**{"lease_expires_at": None, **values, "lost_attempts": lost})
-    )
-    if changed.rowcount != 1:
-        return False
-    if values["status"] != RunStatus.QUEUED:
-        _end(session, run.id)
-    logger.warning(
-        "run %s attempt %s on %s lost (%s): %s",
-        run.id,
-        run.attempt,
-        run.worker,
-        reason,
-        values["status"].value if isinstance(values["status"], RunStatus) else values["status"],
-    )
-    return values["status"] == RunStatus.QUEUED
-
-
-def _gave_up(lost: list[dict[str, Any]]) -> str:
-    attempts = "; ".join(f"attempt {x['attempt']} on {x['worker']}: {x['reason']}" for x in lost)
-    return f"gave up after {len(lost)} lost attempts ({attempts})"
-
-
-def expired(session: Session, now: datetime | None = None, limit: int = 100) -> list[Run]:
-    """Running runs whose lease ran out, oldest first."""
-    now = now or utcnow()
-    statement = (
-        select(Run)
-        .where(Run.status == RunStatus.RUNNING, Run.lease_expires_at < now)
-        .order_by(Run.lease_expires_at)
-        .limit(limit)
-    )
-    return list(session.scalars(statement))
-
-
-def held_by(session: Session, worker: str) -> list[Run]:
-    """The running runs a worker node holds."""
-    statement = select(Run).where(Run.status == RunStatus.RUNNING, Run.worker == worker)
-    return list(session.scalars(statement))
-
-
-def request_handover(session: Session, worker: str) -> int:
-    """Ask every run a worker node holds to stop at its next batch and go back to the queue."""
-    result = session.execute(
-        update(Run)
-        .where(Run.status == RunStatus.RUNNING, Run.worker == worker)
-        .values(handover_requested=True)
-    )
-    return result.rowcount
-
-
-def _aware(value: datetime) -> datetime:
-    # COALESCE loses the column type, so SQLite hands back text or a naive time: read it as UTC.
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def unsent(session: Session, queue: str, in_broker: int, grace: float) -> list[int]:
-    """Queued runs of `queue` whose message the broker no longer has; marks each as sent again.
-
-    Workers take messages oldest first, so when the broker holds `in_broker` messages for
-    `queued` queued runs, the `queued - in_broker` runs whose last message is oldest are the ones
-    without one (a broker that restarted empty, a lost write). Only those last sent more than
-    `grace` seconds ago count (a message may be on its way to a worker), and each is marked with a
-    conditional update, so concurrent sweeps send one copy, not one each. The caller sends them.
-    """
-    now = utcnow()
-    queued = session.execute(
-        select(Run.id, Run.sends, func.coalesce(Run.sent_at, Run.created_at).label("sent"))
-        .where(Run.status == RunStatus.QUEUED, Run.queue == queue)
-        .order_by(Run.sent_at.is_not(None), Run.sent_at, Run.id)
-    ).all()
-    missing = len(queued) - in_broker
-    cutoff = now - timedelta(seconds=grace)
-    marked = []
-    for run_id, sends, sent in queued[: max(0, missing)]:
-        if _aware(sent) > cutoff:
-            continue
-        resent = session.execute(
-            update(Run)
-            .where(Run.id == run_id, Run.status == RunStatus.QUEUED, Run.sends == sends)
-            .values(sends=sends + 1, sent_at=now)
-        )
-        if resent.rowcount == 1:
-            marked.append(run_id)
-    return marked

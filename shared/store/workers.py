@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.domain.status import RunStatus
-from shared.models import Run, Worker, utcnow
+from shared.store.models import Run, Worker, utcnow
 
 
 def register_worker(session: Session, name: str, hostname: str, pid: int, concurrency: int) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.domain.errors import BadRequest, NotFound
 from shared.domain.params import PARAM_NAMES
-from shared.models import Epoch, Evaluation, Run
-from shared.serializers import epoch_to_dict, run_to_dict
+from shared.read.formatting import epoch_to_dict, run_to_dict
+from shared.store.models import Epoch
+from shared.store.queries import epochs_by_run, per_class_accuracies, runs_by_id
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def best_epoch(rows: list[Epoch]) -> int | None:
 
 def compare_runs(session: Session, ids: list[int], baseline_id: int | None = None) -> Comparison:
     """Load the runs, their epochs and per-class accuracies in three queries; line them up."""
-    runs = {run.id: run for run in session.scalars(select(Run).where(Run.id.in_(ids)))}
+    runs = runs_by_id(session, ids)
     missing = [i for i in ids if i not in runs]
     if missing:
         raise NotFound(
@@ -54,19 +54,8 @@ def compare_runs(session: Session, ids: list[int], baseline_id: int | None = Non
         raise BadRequest(
             "the baseline must be one of the compared runs", {"baseline": "not in ids"}
         )
-    series: dict[int, list[Epoch]] = {i: [] for i in ids}
-    for row in session.scalars(
-        select(Epoch).where(Epoch.run_id.in_(ids)).order_by(Epoch.run_id, Epoch.epoch)
-    ):
-        series[row.run_id].append(row)
-    # Only the per-class figures: a whole evaluation row also carries the sample digits.
-    per_class = dict(
-        session.execute(
-            select(Evaluation.run_id, Evaluation.per_class_accuracy).where(
-                Evaluation.run_id.in_(ids)
-            )
-        ).all()
-    )
+    series = epochs_by_run(session, ids)
+    per_class = per_class_accuracies(session, ids)
     differing = [
         name for name in PARAM_NAMES if len({repr(getattr(runs[i], name)) for i in ids}) > 1
     ]

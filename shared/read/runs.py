@@ -8,23 +8,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.domain.errors import Conflict
 from shared.domain.filters import RunQueryBase
-from shared.models import Run, TrainedModel
-from shared.queries import (
+from shared.read.formatting import epoch_to_dict, evaluation_to_dict, run_to_dict, worker_to_dict
+from shared.store.models import Run
+from shared.store.queries import (
     Page,
     epochs_of,
     get_run,
+    has_trained_model,
     latest_epochs,
     list_runs,
     queue_positions,
     queued_runs,
 )
-from shared.serializers import epoch_to_dict, evaluation_to_dict, run_to_dict, worker_to_dict
-from shared.workers import list_workers
+from shared.store.queries import trained_model as trained_model_row
+from shared.store.workers import list_workers
 
 
 def run_rows(session: Session, runs: list[Run]) -> list[dict[str, Any]]:
@@ -45,7 +46,7 @@ def run_detail(session: Session, run_id: int) -> dict[str, Any]:
     run = get_run(session, run_id)
     detail = run_rows(session, [run])[0]
     detail["evaluation"] = evaluation_to_dict(run.evaluation)
-    has_model = session.scalar(select(TrainedModel.run_id).where(TrainedModel.run_id == run_id))
+    has_model = has_trained_model(session, run_id)
     detail["model_url"] = f"/api/runs/{run_id}/model" if has_model else None
     return detail
 
@@ -53,7 +54,7 @@ def run_detail(session: Session, run_id: int) -> dict[str, Any]:
 def trained_model(session: Session, run_id: int) -> bytes:
     """A succeeded run's `.keras` file; 404 for no such run, 409 for one without a model."""
     run = get_run(session, run_id)
-    model = session.get(TrainedModel, run_id)
+    model = trained_model_row(session, run_id)
     if model is None:
         raise Conflict(
             f"run {run_id} has no trained model: it is {run.status.value}",

@@ -1,4 +1,4 @@
-"""Reads of runs and their epochs. Each takes a session and changes nothing."""
+"""Reads of runs, their epochs, evaluations and models. Each takes a session and changes nothing."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from shared.domain.errors import NotFound
 from shared.domain.filters import RunQueryBase
 from shared.domain.params import Hyperparams
 from shared.domain.status import RunStatus
-from shared.models import Epoch, Run
+from shared.store.models import Epoch, Evaluation, Run, TrainedModel
 
 
 def get_run(session: Session, run_id: int) -> Run:
@@ -141,3 +141,40 @@ def queue_positions(session: Session, runs: list[Run]) -> dict[int, int]:
     )
     rows = session.execute(select(ranked.c.id, ranked.c.position).where(ranked.c.id.in_(queued)))
     return {run_id: int(position) for run_id, position in rows}
+
+
+def runs_by_id(session: Session, run_ids: list[int]) -> dict[int, Run]:
+    """The runs with these ids that exist, by id, in one query."""
+    return {run.id: run for run in session.scalars(select(Run).where(Run.id.in_(run_ids)))}
+
+
+def epochs_by_run(session: Session, run_ids: list[int]) -> dict[int, list[Epoch]]:
+    """Each run's epoch rows in order (an empty list for a run without any), in one query."""
+    series: dict[int, list[Epoch]] = {run_id: [] for run_id in run_ids}
+    if run_ids:
+        statement = (
+            select(Epoch).where(Epoch.run_id.in_(run_ids)).order_by(Epoch.run_id, Epoch.epoch)
+        )
+        for row in session.scalars(statement):
+            series[row.run_id].append(row)
+    return series
+
+
+def per_class_accuracies(session: Session, run_ids: list[int]) -> dict[int, list[float | None]]:
+    """The per-class test accuracy of each evaluated run, in one query."""
+    # Only the per-class figures: a whole evaluation row also carries the sample digits.
+    statement = select(Evaluation.run_id, Evaluation.per_class_accuracy).where(
+        Evaluation.run_id.in_(run_ids)
+    )
+    return {run_id: figures for run_id, figures in session.execute(statement)}
+
+
+def has_trained_model(session: Session, run_id: int) -> bool:
+    """Whether a succeeded run's model is kept, without loading the file."""
+    statement = select(TrainedModel.run_id).where(TrainedModel.run_id == run_id)
+    return session.scalar(statement) is not None
+
+
+def trained_model(session: Session, run_id: int) -> TrainedModel | None:
+    """The run's trained model (its `.keras` file), if one is kept."""
+    return session.get(TrainedModel, run_id)

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from shared.domain.errors import Conflict
 from shared.domain.params import Hyperparams
 from shared.domain.status import FINISHED_STATUSES, RunStatus
-from shared.models import Run, utcnow
-from shared.queries import get_run
+from shared.store.models import Run, utcnow
+from shared.store.queries import get_run
 
 logger = logging.getLogger(__name__)
 

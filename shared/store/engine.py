@@ -19,8 +19,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-
 
 def sqlite_path(url: str) -> Path | None:
     """The file a `sqlite:///` (or `sqla+sqlite:///`) URL names, or None (memory, other drivers)."""

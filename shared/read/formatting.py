@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain.status import RunStatus
-from shared.models import Epoch, Evaluation, Run, Worker, utcnow
+from shared.store.models import Epoch, Evaluation, Run, Worker, utcnow
 
 
 def iso(value: datetime | None) -> str | None:

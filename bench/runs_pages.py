@@ -123,7 +123,7 @@ def _database(postgres: str | None) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as folder:
             yield f"sqlite:///{Path(folder) / 'bench.db'}"
         return
-    from shared.pgadmin import scratch_database
+    from shared.ops.pgadmin import scratch_database
 
     with scratch_database(postgres, "trainyard_bench") as url:
         yield url

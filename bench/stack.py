@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from cli.client import Client
 from shared.config import Settings, child_env
 from shared.domain.status import FINISHED_STATUSES
-from shared.pgadmin import scratch_database
+from shared.ops.pgadmin import scratch_database
 from shared.store.engine import Store
 from shared.store.migrate import upgrade
 from shared.store.models import Run

@@ -13,10 +13,10 @@ import sys
 import click
 
 from cli.supervisor import run_together, trainyard
-from shared.celery_config import broker_kind
 from shared.config import Settings, child_env, get_settings
 from shared.cpus import available_cpus
-from shared.pgadmin import ensure_database
+from shared.ops.celery_config import broker_kind
+from shared.ops.pgadmin import ensure_database
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from shared.config import get_settings
 )
 def db_wait(timeout: float) -> None:
     """Wait until the database accepts connections, retrying every failure; exit 1 on timeout."""
-    from shared.dbroles import wait_for_database
+    from shared.ops.dbroles import wait_for_database
 
     try:
         waited = wait_for_database(get_settings().database_url, timeout)
@@ -54,7 +54,7 @@ def db_grant_app_role(role: str, password_env: str, schema: str) -> None:
     Run it as the role that owns the schema (the one `trainyard db upgrade` ran as), after each
     upgrade; web and workers then connect as ROLE. It is idempotent and sets the password each time.
     """
-    from shared.dbroles import grant_app_role
+    from shared.ops.dbroles import grant_app_role
     from shared.store.engine import make_engine
 
     password = os.environ.get(password_env, "")

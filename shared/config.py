@@ -83,7 +83,7 @@ class Settings:
     max_queued_runs: int = field(default=1000, metadata=env("TRAINYARD_MAX_QUEUED_RUNS"))
     # Most runs one study may queue at once (configurations x seeds).
     max_study_runs: int = field(default=200, metadata=env("TRAINYARD_MAX_STUDY_RUNS"))
-    # Largest estimated compute of one job, in TFLOP-equivalents (see shared/cost.py).
+    # Largest estimated compute of one job, in TFLOP-equivalents (see shared/domain/cost.py).
     max_job_tflop: float = field(default=400.0, metadata=env("TRAINYARD_MAX_JOB_TFLOP"))
     # Largest request body the web app accepts, in bytes.
     max_body_bytes: int = field(default=64 * 1024, metadata=env("TRAINYARD_MAX_BODY_BYTES"))

@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.pgadmin import scratch_database
+from shared.ops.pgadmin import scratch_database
 from shared.store.engine import Store
 from shared.store.migrate import upgrade
 from shared.store.models import Base

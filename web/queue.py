@@ -9,12 +9,12 @@ from celery import Celery
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.celery_config import TASK_NAME, celery_config, prepare_broker
 from shared.config import Settings
 from shared.domain.cost import check_cost
 from shared.domain.errors import Conflict, TooManyRequests, TrainyardError
 from shared.domain.params import INT32_MAX, Hyperparams
 from shared.domain.study_design import StudyRequest, expand
+from shared.ops.celery_config import TASK_NAME, celery_config, prepare_broker
 from shared.store.models import Run, Study
 from shared.store.queries import find_by_idempotency_key, queued_count
 from shared.store.runs import create_run, fail_unsent, mark_sent

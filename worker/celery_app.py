@@ -7,8 +7,8 @@ from typing import Any
 
 from celery import Celery, signals
 
-from shared.celery_config import TASK_NAME, celery_config, prepare_broker
 from shared.config import Settings, get_settings
+from shared.ops.celery_config import TASK_NAME, celery_config, prepare_broker
 from shared.store.engine import Store
 from worker.node import Node
 from worker.process import init_child

@@ -22,8 +22,8 @@ from pathlib import Path
 from kombu import Connection
 from kombu.exceptions import ChannelError
 
-from shared.celery_config import celery_config
 from shared.config import Settings
+from shared.ops.celery_config import celery_config
 from shared.store.engine import Store
 from shared.store.sweeps import expired, held_by, lock_briefly, request_handover, take_back, unsent
 from shared.store.workers import register_worker, stop_worker, worker_heartbeat

@@ -6,8 +6,8 @@ from typing import Any
 
 from celery import Celery
 
-from shared.celery_config import TASK_NAME
 from shared.config import Settings
+from shared.ops.celery_config import TASK_NAME
 from worker import jobs, process
 
 

@@ -1,5 +1,5 @@
-"""shared/dbroles.py and its commands on the machine's PostgreSQL: the application role the compose
-web and workers connect as reads and writes rows, and cannot touch the schema."""
+"""shared/ops/dbroles.py and its commands on the machine's PostgreSQL: the application role the
+compose web and workers connect as reads and writes rows, and cannot touch the schema."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from shared import dbroles
-from shared.dbroles import grant_app_role, wait_for_database
 from shared.domain.status import RunStatus
-from shared.pgadmin import scratch_database
+from shared.ops import dbroles
+from shared.ops.dbroles import grant_app_role, wait_for_database
+from shared.ops.pgadmin import scratch_database
 from shared.store.engine import Store
 from shared.store.migrate import check_schema, upgrade
 from shared.store.models import Epoch, Run

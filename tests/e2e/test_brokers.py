@@ -13,9 +13,9 @@ from flask.testing import FlaskClient
 from kombu import Connection
 from sqlalchemy.orm import Session
 
-from shared.celery_config import celery_config
 from shared.config import Settings
 from shared.domain.status import RunStatus
+from shared.ops.celery_config import celery_config
 from shared.store.models import Run
 from shared.store.queries import get_run
 from tests.support import RABBIT_URL, REDIS_URL, create_test_app, wait_for, worker_process

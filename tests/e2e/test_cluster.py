@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from cli.client import Client
 from shared.config import Settings
-from shared.pgadmin import ensure_database, scratch_database
+from shared.ops.pgadmin import ensure_database, scratch_database
 from shared.store.engine import make_engine
 from shared.store.models import Epoch, Run, Worker
 from tests.support import (

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from shared.config import Settings
 from shared.domain.status import RunStatus
-from shared.pgadmin import scratch_database
+from shared.ops.pgadmin import scratch_database
 from shared.store.engine import Store
 from shared.store.migrate import upgrade
 from shared.store.models import Epoch, Run, utcnow

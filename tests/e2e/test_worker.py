@@ -10,9 +10,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.celery_config import TASK_NAME
 from shared.config import Settings
 from shared.domain.status import RunStatus
+from shared.ops.celery_config import TASK_NAME
 from shared.store.models import Epoch, Run
 from shared.store.queries import get_run
 from tests.support import mnist_dir, wait_for, worker_process

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from shared.pgadmin import scratch_database
+from shared.ops.pgadmin import scratch_database
 from shared.store.engine import make_engine
 from shared.store.migrate import current_revision, downgrade, head_revision, upgrade
 from shared.store.models import Base

@@ -1,0 +1,1 @@
+"""How processes are wired: the broker's settings, PostgreSQL's roles and databases."""

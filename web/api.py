@@ -13,28 +13,39 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from shared.domain.errors import BadRequest
 from shared.domain.filters import RunQuery
 from shared.domain.params import Hyperparams
-from shared.read import runs as views
+from shared.read import runs as run_views
 from shared.read.compare import compare_runs
+from shared.read.models import (
+    CompareOut,
+    HealthOut,
+    MetricsOut,
+    QueueOut,
+    RunDetail,
+    RunList,
+    WorkersOut,
+)
+from shared.read.workers import workers as registered_workers
 from shared.store.queries import get_run
 from shared.store.runs import request_cancel
 from web import parsing, security
 from web.database import app_settings, app_store, dispatcher, get_session
 from web.health import health as health_checks
-from web.openapi import ERRORS, KERAS_FILE, build_document, inline_code, operation, type_label
+from web.openapi import (
+    ERRORS,
+    KERAS_FILE,
+    answer,
+    build_document,
+    inline_code,
+    operation,
+    type_label,
+)
 from web.schemas import (
     CloneRequest,
-    CompareOut,
     CompareQuery,
     EmptyRequest,
-    HealthOut,
-    MetricsOut,
     MetricsQuery,
     NoQuery,
-    QueueOut,
-    RunDetail,
-    RunList,
     SubmitRequest,
-    WorkersOut,
     WorkersQuery,
 )
 from web.tables import csv_response, wants_csv
@@ -51,7 +62,7 @@ def _accepted(run_id: int, created: bool = True) -> tuple[Response, int, dict[st
     headers = {"Location": url_for("api.show", run_id=run_id)}
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    return jsonify(views.run_detail(get_session(), run_id)), 202, headers
+    return answer(run_views.run_detail(get_session(), run_id)), 202, headers
 
 
 @bp.post("/runs")
@@ -88,23 +99,14 @@ def create() -> tuple[Response, int, dict[str, str]]:
 )
 def index() -> Response:
     """Runs matching the filters, sorted, one page at a time, with the total that matched."""
-    page, rows = views.runs_page(get_session(), parsing.query(RunQuery))
-    return jsonify(
-        {
-            "runs": rows,
-            "total": page.total,
-            "page": page.page,
-            "limit": page.limit,
-            "pages": page.pages,
-        }
-    )
+    return answer(run_views.runs_page(get_session(), parsing.query(RunQuery)))
 
 
 @bp.get("/runs/<int:run_id>")
 @operation("Show a run", {200: RunDetail, 404: ERRORS[404]}, operation_id="getRun", tag="runs")
 def show(run_id: int) -> Response:
     """Everything known about a run, with its evaluation once it succeeded."""
-    return jsonify(views.run_detail(get_session(), run_id))
+    return answer(run_views.run_detail(get_session(), run_id))
 
 
 @bp.get("/runs/<int:run_id>/metrics")
@@ -119,11 +121,12 @@ def show(run_id: int) -> Response:
 def metrics(run_id: int) -> Response:
     """The per-epoch series; CSV with `?format=csv` or `Accept: text/csv`."""
     query = parsing.query(MetricsQuery)
-    rows = views.run_epochs(get_session(), run_id)
+    series = run_views.run_epochs(get_session(), run_id)
     if not wants_csv(query.format):
-        return jsonify({"run_id": run_id, "epochs": rows})
-    table = ([row[column] for column in EPOCH_COLUMNS] for row in rows)
-    return csv_response(EPOCH_COLUMNS, table, f"run-{run_id}-metrics.csv")
+        return answer(series)
+    rows = series.model_dump(mode="json")["epochs"]
+    cells = ([row[column] for column in EPOCH_COLUMNS] for row in rows)
+    return csv_response(EPOCH_COLUMNS, cells, f"run-{run_id}-metrics.csv")
 
 
 @bp.get("/runs/<int:run_id>/model")
@@ -137,7 +140,7 @@ def model(run_id: int) -> Response:
     """The final model of a succeeded run as a `.keras` file: `keras.models.load_model` opens
     it, and it takes raw 28x28 pixels (0-255), its run's scaling built in."""
     return Response(
-        views.trained_model(get_session(), run_id),
+        run_views.trained_model(get_session(), run_id),
         mimetype="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="trainyard-run-{run_id}.keras"'},
     )
@@ -158,7 +161,7 @@ def cancel(run_id: int) -> tuple[Response, int]:
     session = get_session()
     request_cancel(session, run_id)
     session.commit()
-    return jsonify(views.run_detail(session, run_id)), 202
+    return answer(run_views.run_detail(session, run_id)), 202
 
 
 @bp.post("/runs/<int:run_id>/clone")
@@ -197,7 +200,7 @@ def compare() -> Response:
     """Runs side by side: hyperparameters with the differing ones named, final figures, deltas
     against the baseline, and per-epoch series."""
     query = parsing.query(CompareQuery)
-    return jsonify(compare_runs(get_session(), query.compared, query.baseline).to_dict())
+    return answer(compare_runs(get_session(), query.compared, query.baseline))
 
 
 @bp.get("/queue")
@@ -205,8 +208,7 @@ def compare() -> Response:
 def queue() -> Response:
     """Queued runs, next to run first, each with its position."""
     parsing.query(NoQuery)
-    rows = [{**run, "position": run["queue_position"]} for run in views.queue(get_session())]
-    return jsonify({"runs": rows, "total": len(rows)})
+    return answer(run_views.queue(get_session()))
 
 
 @bp.get("/workers")
@@ -220,8 +222,8 @@ def queue() -> Response:
 def workers() -> Response:
     """Workers alive now (`all=1`: every registered one), with the runs each holds."""
     query = parsing.query(WorkersQuery)
-    rows = views.workers(get_session(), app_settings().heartbeat_timeout, query.all == "1")
-    return jsonify({"workers": rows})
+    alive_within = app_settings().heartbeat_timeout
+    return answer(registered_workers(get_session(), alive_within, query.all == "1"))
 
 
 @bp.get("/health")
@@ -237,7 +239,7 @@ def health() -> tuple[Response, int]:
     # The checks' details name hosts and users: only for callers that have the token.
     detailed = bool(app_settings().api_token) and security.signed_in()
     result = health_checks(app_store().engine, app_settings(), detailed)
-    return jsonify(result), 200 if result["ok"] else 503
+    return answer(result), 200 if result.ok else 503
 
 
 def _document() -> dict[str, Any]:

@@ -8,6 +8,7 @@ from kombu import Connection
 from sqlalchemy import Engine, text
 
 from shared.config import Settings
+from shared.read.models import Check, HealthOut
 from shared.store.migrate import current_revision, head_revision
 
 logger = logging.getLogger(__name__)
@@ -59,20 +60,19 @@ PUBLIC_FAILURE = {
 }
 
 
-def health(engine: Engine, settings: Settings, detailed: bool = False) -> dict[str, object]:
+def health(engine: Engine, settings: Settings, detailed: bool = False) -> HealthOut:
     """Every check's result, and whether all passed; the full details only when `detailed`."""
     checks = {
         "database": check_database(engine),
         "broker": check_broker(settings),
         "schema": check_schema(engine),
     }
-    return {
-        "ok": all(ok for ok, _ in checks.values()),
-        "checks": {
-            name: {
-                "ok": ok,
-                "detail": detail if detailed else ("ok" if ok else PUBLIC_FAILURE[name]),
-            }
+    return HealthOut(
+        ok=all(ok for ok, _ in checks.values()),
+        checks={
+            name: Check(
+                ok=ok, detail=detail if detailed else ("ok" if ok else PUBLIC_FAILURE[name])
+            )
             for name, (ok, detail) in checks.items()
         },
-    }
+    )

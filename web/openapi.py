@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, jsonify
 from markupsafe import Markup, escape
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from web.schemas import ErrorOut
+from shared.read.models import ErrorOut
 
 REF = "#/components/schemas/{model}"
 ERRORS = {
@@ -93,6 +93,11 @@ def operation(
         return view
 
     return attach
+
+
+def answer(model: BaseModel) -> Response:
+    """A view's answer: its response model as the JSON the document describes."""
+    return jsonify(model.model_dump(mode="json"))
 
 
 def _models(contracts: list[dict[str, Any]]) -> list[tuple[type[BaseModel], str]]:

@@ -12,8 +12,9 @@ from shared.domain.errors import BadRequest, InvalidParams, TooManyRequests, Tra
 from shared.domain.filters import NUMERIC_PARAMS, SORT_FIELDS, RunQuery
 from shared.domain.params import PARAM_NAMES
 from shared.domain.status import RunStatus
-from shared.read import runs as views
+from shared.read import runs as run_views
 from shared.read.compare import compare_runs
+from shared.read.workers import workers as registered_workers
 from shared.store.queries import get_run
 from shared.store.runs import request_cancel
 from web import parsing, security
@@ -94,7 +95,8 @@ def runs() -> tuple[str, int]:
     except BadRequest as exc:
         context["error"] = exc
         return render_template("runs.html", **context), 400
-    context["page"], context["rows"] = views.runs_page(get_session(), query)
+    listing = run_views.runs_page(get_session(), query).model_dump(mode="json")
+    context["page"], context["rows"] = listing, listing["runs"]
     context["sort"] = query.sort
     return render_template("runs.html", **context), 200
 
@@ -107,7 +109,7 @@ def runs_rows() -> tuple[str, int]:
         query = parsing.query(RunQuery, from_form=True)
     except BadRequest as exc:
         return render_template("_runs_rows.html", rows=[], error=exc, args={}), 400
-    _, rows = views.runs_page(get_session(), query)
+    rows = run_views.runs_page(get_session(), query).model_dump(mode="json")["runs"]
     args = parsing.flat_args(request.args, from_form=True)
     return render_template("_runs_rows.html", rows=rows, error=None, args=args), 200
 
@@ -170,11 +172,11 @@ def evaluation_view(evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
 def run(run_id: int) -> str:
     """One run: live progress, hyperparameters, curves, epochs, evaluation."""
     session = get_session()
-    detail = views.run_detail(session, run_id)
+    detail = run_views.run_detail(session, run_id).model_dump(mode="json")
     return render_template(
         "run.html",
         run=detail,
-        epochs=views.run_epochs(session, run_id),
+        epochs=run_views.run_epochs(session, run_id).model_dump(mode="json")["epochs"],
         evaluation=evaluation_view(detail.pop("evaluation")),
     )
 
@@ -182,7 +184,7 @@ def run(run_id: int) -> str:
 @bp.get("/runs/<int:run_id>/evaluation")
 def run_evaluation(run_id: int) -> str:
     """The evaluation section alone, which the run page fetches when a run finishes."""
-    evaluation = views.run_detail(get_session(), run_id)["evaluation"]
+    evaluation = run_views.run_detail(get_session(), run_id).model_dump(mode="json")["evaluation"]
     return render_template("_evaluation.html", evaluation=evaluation_view(evaluation))
 
 
@@ -204,13 +206,13 @@ def compare() -> str:
     """Runs side by side: differing hyperparameters, final figures with deltas, curves."""
     query = parsing.query(ComparePageQuery, from_form=True)
     ids = query.compared
-    comparison = compare_runs(get_session(), ids, query.baseline)
+    comparison = compare_runs(get_session(), ids, query.baseline).model_dump(mode="json")
     show_all = query.all == "1"
     params = [
         {
             "name": name,
-            "cells": [run["params"][name] for run in comparison.runs],
-            "differs": name in comparison.differing,
+            "cells": [run["params"][name] for run in comparison["runs"]],
+            "differs": name in comparison["differing_params"],
         }
         for name in PARAM_NAMES
     ]
@@ -218,7 +220,7 @@ def compare() -> str:
     for digit in range(10):
         values = [
             run["per_class_accuracy"][digit] if run["per_class_accuracy"] else None
-            for run in comparison.runs
+            for run in comparison["runs"]
         ]
         known = [v for v in values if v is not None]
         per_class.append(
@@ -229,11 +231,11 @@ def compare() -> str:
                 "known": len(known),
             }
         )
-    colours = {run["id"]: i % COLOURS for i, run in enumerate(comparison.runs)}
+    colours = {run["id"]: i % COLOURS for i, run in enumerate(comparison["runs"])}
     chart_data = {
-        "runs": [{"id": run["id"], "name": run["name"]} for run in comparison.runs],
-        "epochs": comparison.to_dict()["epochs"],
-        "baseline": comparison.baseline_id,
+        "runs": [{"id": run["id"], "name": run["name"]} for run in comparison["runs"]],
+        "epochs": comparison["epochs"],
+        "baseline": comparison["baseline"],
     }
     return render_template(
         "compare.html",
@@ -250,5 +252,6 @@ def compare() -> str:
 @bp.get("/workers")
 def workers() -> str:
     """Registered workers, whether each is alive, and the runs it holds."""
-    rows = views.workers(get_session(), app_settings().heartbeat_timeout, include_dead=True)
-    return render_template("workers.html", workers=rows)
+    alive_within = app_settings().heartbeat_timeout
+    rows = registered_workers(get_session(), alive_within, include_dead=True)
+    return render_template("workers.html", workers=rows.model_dump(mode="json")["workers"])

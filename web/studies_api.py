@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, request, url_for
 
 from shared.domain.study_design import StudyRequest
-from shared.read.studies import list_studies, run_table, summarize
+from shared.read.models import StudyDetail, StudyList, StudyRuns
+from shared.read.studies import run_table, study_list, summarize
 from shared.store.studies import cancel_study, get_study
 from web import parsing
 from web.database import dispatcher, get_session
-from web.openapi import ERRORS, operation
+from web.openapi import ERRORS, answer, operation
 from web.schemas import (
     EmptyRequest,
     ReplicatesRequest,
-    StudyDetail,
-    StudyList,
     StudyListQuery,
     StudyQuery,
-    StudyRuns,
     StudyRunsQuery,
 )
 from web.tables import csv_response, wants_csv
@@ -33,7 +31,7 @@ RUN_COLUMNS = (
 
 def _detail(study_id: int) -> Response:
     baseline = parsing.query(StudyQuery).baseline if request.method == "GET" else None
-    return jsonify(summarize(get_session(), get_study(get_session(), study_id), baseline))
+    return answer(summarize(get_session(), get_study(get_session(), study_id), baseline))
 
 
 @bp.post("")
@@ -67,8 +65,7 @@ def create() -> tuple[Response, int, dict[str, str]]:
 def index() -> Response:
     """Studies, newest first, with how far their runs are."""
     query = parsing.query(StudyListQuery)
-    rows, total = list_studies(get_session(), query.limit, (query.page - 1) * query.limit)
-    return jsonify({"studies": rows, "total": total, "page": query.page, "limit": query.limit})
+    return answer(study_list(get_session(), query.page, query.limit))
 
 
 @bp.get("/<int:study_id>")
@@ -143,10 +140,11 @@ def runs(study_id: int) -> Response:
     query = parsing.query(StudyRunsQuery)
     session = get_session()
     study = get_study(session, study_id)
-    rows = run_table(session, study)
+    study_runs = run_table(session, study)
     if not wants_csv(query.format):
-        return jsonify({"study_id": study_id, "runs": rows})
-    table = (
+        return answer(study_runs)
+    rows = study_runs.model_dump(mode="json")["runs"]
+    cells = (
         [row[c] for c in RUN_COLUMNS] + [row["params"][n] for n in study.varied] for row in rows
     )
-    return csv_response([*RUN_COLUMNS, *study.varied], table, f"study-{study_id}-runs.csv")
+    return csv_response([*RUN_COLUMNS, *study.varied], cells, f"study-{study_id}-runs.csv")

@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 from shared.domain.errors import InvalidParams, TooManyRequests, TrainyardError, field_errors
 from shared.domain.params import PARAM_NAMES, Hyperparams
 from shared.domain.study_design import VARIABLE, StudyRequest
-from shared.read.studies import list_studies, summarize
+from shared.read.studies import study_list, summarize
 from shared.store.studies import cancel_study, get_study
 from web import parsing
 from web.database import dispatcher, get_session
@@ -79,8 +79,8 @@ def study_request(form: dict[str, str]) -> StudyRequest:
 def studies() -> str:
     """Studies, newest first, and how far their runs are."""
     query = parsing.query(StudyListQuery, from_form=True)
-    rows, total = list_studies(get_session(), query.limit, (query.page - 1) * query.limit)
-    return render_template("studies.html", studies=rows, total=total)
+    listing = study_list(get_session(), query.page, query.limit).model_dump(mode="json")
+    return render_template("studies.html", studies=listing["studies"], total=listing["total"])
 
 
 @bp.route("/studies/new", methods=["GET", "POST"])
@@ -115,7 +115,7 @@ def study(study_id: int) -> str:
     """A study: progress, each configuration's figures and curves, and the verdicts."""
     baseline = parsing.query(StudyQuery, from_form=True).baseline
     summary = summarize(get_session(), get_study(get_session(), study_id), baseline)
-    return render_template("study.html", study=summary)
+    return render_template("study.html", study=summary.model_dump(mode="json"))
 
 
 @bp.get("/studies/<int:study_id>/summary")
@@ -123,7 +123,7 @@ def study_summary(study_id: int) -> str:
     """The study page's tables alone, which the page fetches as runs finish."""
     baseline = parsing.query(StudyQuery, from_form=True).baseline
     summary = summarize(get_session(), get_study(get_session(), study_id), baseline)
-    return render_template("_study_summary.html", study=summary)
+    return render_template("_study_summary.html", study=summary.model_dump(mode="json"))
 
 
 @bp.post("/studies/<int:study_id>/replicates")

@@ -1,9 +1,8 @@
-"""What a study's views show: its summary with honest statistics, its run table, the list."""
+"""What the study views show: its summary with honest statistics, its run table, the list."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -11,33 +10,25 @@ from shared.domain.errors import NotFound
 from shared.domain.stats import describe, verdict, welch
 from shared.domain.status import FINISHED_STATUSES, RunStatus
 from shared.domain.study_design import config_label
-from shared.read.formatting import duration_seconds, iso
+from shared.read.formatting import duration_seconds
+from shared.read.models import (
+    ComparisonOut,
+    Configuration,
+    CurvePoint,
+    Statistic,
+    StudyDetail,
+    StudyList,
+    StudyOut,
+    StudyRun,
+    StudyRuns,
+)
 from shared.store import studies as stored
 from shared.store.models import Epoch, Run, Study
 from shared.store.queries import epochs_by_run
-from shared.store.studies import study_runs
 
 METRICS = ("test_accuracy", "test_loss")
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
-
-
-def run_table(session: Session, study: Study) -> list[dict[str, Any]]:
-    """The study's runs, one row each: configuration, varied values, seed, status, figures."""
-    return [
-        {
-            "run_id": run.id,
-            "config": run.config or 0,
-            "label": config_label(study.configs[run.config or 0]),
-            "params": study.configs[run.config or 0],
-            "seed": run.seed,
-            "status": run.status.value,
-            "epochs_done": run.epochs_done,
-            "test_accuracy": run.test_accuracy,
-            "test_loss": run.test_loss,
-            "duration_seconds": duration_seconds(run),
-        }
-        for run in study_runs(session, study.id)
-    ]
+TEST = "Welch's unequal-variance t-test (two-sided); intervals at 95%"
 
 
 def status_of(counts: Counter[str], total: int) -> str:
@@ -50,12 +41,57 @@ def status_of(counts: Counter[str], total: int) -> str:
     return "running"
 
 
-def _curves(rows: list[Epoch]) -> dict[str, list[dict[str, Any]]]:
+def study_out(study: Study, counts: Counter[str], total: int) -> StudyOut:
+    """A study's summary line: what it varies and how far its runs are."""
+    return StudyOut(
+        id=study.id,
+        name=study.name,
+        created_at=study.created_at,
+        status=status_of(counts, total),
+        counts={status.value: counts[status.value] for status in RunStatus},
+        runs=total,
+        base_params=study.base_params,
+        design=study.design,
+        varied=study.varied,
+        configs=len(study.configs),
+        replicates=study.replicates,
+        first_seed=study.first_seed,
+    )
+
+
+def study_list(session: Session, page: int, limit: int) -> StudyList:
+    """One page of studies, newest first, with their runs' counts."""
+    studies, total = stored.list_studies(session, limit, (page - 1) * limit)
+    rows = [study_out(study, counts, sum(counts.values())) for study, counts in studies]
+    return StudyList(studies=rows, total=total, page=page, limit=limit)
+
+
+def run_table(session: Session, study: Study) -> StudyRuns:
+    """The study's runs, one row each: configuration, varied values, seed, status, figures."""
+    rows = [
+        StudyRun(
+            run_id=run.id,
+            config=run.config or 0,
+            label=config_label(study.configs[run.config or 0]),
+            params=study.configs[run.config or 0],
+            seed=run.seed,
+            status=run.status,
+            epochs_done=run.epochs_done,
+            test_accuracy=run.test_accuracy,
+            test_loss=run.test_loss,
+            duration_seconds=duration_seconds(run),
+        )
+        for run in stored.study_runs(session, study.id)
+    ]
+    return StudyRuns(study_id=study.id, runs=rows)
+
+
+def _curves(rows: list[Epoch]) -> dict[str, list[CurvePoint]]:
     """Per epoch, the mean and spread of each curve over the configuration's runs."""
     by_epoch: dict[int, list[Epoch]] = defaultdict(list)
     for row in rows:
         by_epoch[row.epoch].append(row)
-    curves: dict[str, list[dict[str, Any]]] = {}
+    curves: dict[str, list[CurvePoint]] = {}
     for key in CURVES:
         points = []
         for epoch in sorted(by_epoch):
@@ -63,13 +99,13 @@ def _curves(rows: list[Epoch]) -> dict[str, list[dict[str, Any]]]:
             if values:
                 summary = describe(values)
                 points.append(
-                    {"epoch": epoch, "mean": summary.mean, "std": summary.std, "n": summary.n}
+                    CurvePoint(epoch=epoch, mean=summary.mean, std=summary.std, n=summary.n)
                 )
         curves[key] = points
     return curves
 
 
-def summarize(session: Session, study: Study, baseline: int | None = None) -> dict[str, Any]:
+def summarize(session: Session, study: Study, baseline: int | None = None) -> StudyDetail:
     """The study with, per configuration, its runs, the statistics of its finished runs and its
     mean learning curves, and every configuration compared with the baseline (Welch's t-test)."""
     baseline = 0 if baseline is None else baseline
@@ -78,7 +114,7 @@ def summarize(session: Session, study: Study, baseline: int | None = None) -> di
             f"baseline is a configuration's index, 0 to {len(study.configs) - 1}",
             {"baseline": "no such configuration"},
         )
-    runs = study_runs(session, study.id)
+    runs = stored.study_runs(session, study.id)
     epochs = epochs_by_run(session, [run.id for run in runs])
     by_config: dict[int, list[Run]] = defaultdict(list)
     for run in runs:
@@ -91,17 +127,21 @@ def summarize(session: Session, study: Study, baseline: int | None = None) -> di
         finished[index] = {
             metric: [getattr(run, metric) for run in succeeded] for metric in METRICS
         }
+        statistics = {
+            metric: Statistic.model_validate(describe(finished[index][metric]).as_dict())
+            for metric in METRICS
+        }
         configurations.append(
-            {
-                "index": index,
-                "label": config_label(config),
-                "params": config,
-                "run_ids": [run.id for run in members],
-                "runs": len(members),
-                "n": len(succeeded),
-                **{metric: describe(finished[index][metric]).as_dict() for metric in METRICS},
-                "curves": _curves([row for run in members for row in epochs[run.id]]),
-            }
+            Configuration(
+                index=index,
+                label=config_label(config),
+                params=config,
+                run_ids=[run.id for run in members],
+                runs=len(members),
+                n=len(succeeded),
+                **statistics,
+                curves=_curves([row for run in members for row in epochs[run.id]]),
+            )
         )
     comparisons = []
     for index, config in enumerate(study.configs):
@@ -110,47 +150,21 @@ def summarize(session: Session, study: Study, baseline: int | None = None) -> di
         for metric in METRICS:
             result = welch(finished[index][metric], finished[baseline][metric])
             comparisons.append(
-                {
-                    "config": index,
-                    "baseline": baseline,
-                    "metric": metric,
+                ComparisonOut(
+                    config=index,
+                    baseline=baseline,
+                    metric=metric,
                     **result.as_dict(),
-                    "verdict": verdict(
+                    verdict=verdict(
                         config_label(config), metric, result, points=metric == "test_accuracy"
                     ),
-                }
+                )
             )
     counts = Counter(run.status.value for run in runs)
-    return {
-        **study_to_dict(study, counts, len(runs)),
-        "baseline": baseline,
-        "test": "Welch's unequal-variance t-test (two-sided); intervals at 95%",
-        "configurations": configurations,
-        "comparisons": comparisons,
-    }
-
-
-def study_to_dict(study: Study, counts: Counter[str], total: int) -> dict[str, Any]:
-    """A study's summary line: what it varies and how far its runs are."""
-    return {
-        "id": study.id,
-        "name": study.name,
-        "created_at": iso(study.created_at),
-        "status": status_of(counts, total),
-        "counts": {status.value: counts[status.value] for status in RunStatus},
-        "runs": total,
-        "base_params": study.base_params,
-        "design": study.design,
-        "varied": study.varied,
-        "configs": len(study.configs),
-        "replicates": study.replicates,
-        "first_seed": study.first_seed,
-    }
-
-
-def list_studies(
-    session: Session, limit: int = 50, offset: int = 0
-) -> tuple[list[dict[str, Any]], int]:
-    """Studies, newest first, with their runs' counts; and how many there are."""
-    studies, total = stored.list_studies(session, limit, offset)
-    return [study_to_dict(s, counts, sum(counts.values())) for s, counts in studies], total
+    return StudyDetail(
+        **dict(study_out(study, counts, len(runs))),
+        baseline=baseline,
+        test=TEST,
+        configurations=configurations,
+        comparisons=comparisons,
+    )

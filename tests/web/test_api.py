@@ -12,17 +12,13 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.domain.status import RunStatus
-from shared.store.migrate import upgrade
-from shared.store.models import Run
-from shared.store.workers import register_worker, stop_worker
-from tests.builders import EVALUATION, make_run
-from tests.support import create_test_app, postgres_server
-from web.schemas import (
+from shared.read.models import (
     CompareOut,
     HealthOut,
     MetricsOut,
@@ -30,10 +26,19 @@ from web.schemas import (
     RunDetail,
     RunList,
     WorkersOut,
-    as_json,
 )
+from shared.store.migrate import upgrade
+from shared.store.models import Run
+from shared.store.workers import register_worker, stop_worker
+from tests.builders import EVALUATION, make_run
+from tests.support import create_test_app, postgres_server
 
 TOKEN = "s3cret"
+
+
+def as_json(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """An answer read as its response model and written back: it fails unless the answer is one."""
+    return model.model_validate(data).model_dump(mode="json")
 
 
 @pytest.fixture()

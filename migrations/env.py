@@ -1,4 +1,4 @@
-"""Alembic environment: the target metadata is shared's models; SQLite migrates in batch mode."""
+"""Alembic environment: the target is shared.store.models' tables; SQLite migrates in batch mode."""
 
 from __future__ import annotations
 

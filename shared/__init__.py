@@ -1,1 +1,1 @@
-"""Code both the web app and the worker need: settings, the store, the schema, the errors."""
+"""Settings, and one folder per question: domain, store, read, ops."""

@@ -1,1 +1,1 @@
-"""What is valid: parameters, statuses, queries, leases, studies and their statistics (no SQL, no I/O)."""
+"""What is valid: parameters, statuses, queries, leases, studies, statistics; no SQL, no I/O."""

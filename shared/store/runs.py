@@ -1,5 +1,5 @@
 """The writes the web side makes to runs: create, mark sent, cancel. Each takes a session and
-never commits. A worker's writes are in `shared.leases`."""
+never commits. A worker's writes are in `shared.store.lease`."""
 
 from __future__ import annotations
 

@@ -95,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = {name: SETTINGS[name] for name in args.only or SETTINGS}
     from worker.training.data import load_mnist
-    from worker.training.model import Job, train
+    from worker.training.model import Job
     from worker.training.runtime import init_tensorflow
 
     init_tensorflow(1)
@@ -116,7 +116,9 @@ def main() -> None:
             fits.append(keras_fit(params, data, initial))
             fit_seconds += time.perf_counter() - began
             began = time.perf_counter()
-            ours.append(train(params, data, lambda _: None).test_accuracy or 0.0)
+            job = Job(params, data)
+            job.train_epochs(lambda _: None)
+            ours.append(job.evaluate()[1])
             our_seconds += time.perf_counter() - began
         paired = describe([100 * (a - b) for a, b in zip(ours, fits, strict=True)])
         low, high = paired.ci95 or (float("nan"), float("nan"))

@@ -24,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from worker.training.data import load_mnist
-    from worker.training.model import train
+    from worker.training.model import Job
     from worker.training.runtime import init_tensorflow
 
     init_tensorflow(1)
@@ -33,9 +33,11 @@ def main() -> None:
         accuracies = []
         print(f"normalize={normalize}: seed, test accuracy, test loss")
         for seed in range(1, args.seeds + 1):
-            outcome = train(Hyperparams(normalize=normalize, seed=seed), data, lambda _: None)
-            accuracies.append(outcome.test_accuracy)
-            print(f"  {seed:>3}  {outcome.test_accuracy:.4f}  {outcome.test_loss:.4f}", flush=True)
+            job = Job(Hyperparams(normalize=normalize, seed=seed), data)
+            job.train_epochs(lambda _: None)
+            loss, accuracy, _ = job.evaluate()
+            accuracies.append(accuracy)
+            print(f"  {seed:>3}  {accuracy:.4f}  {loss:.4f}", flush=True)
         accuracy, loss = TUTORIAL[normalize]
         print(
             f"  min {min(accuracies):.4f}  mean {statistics.mean(accuracies):.4f}  "

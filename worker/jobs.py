@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from shared.domain.errors import DatasetError
-from shared.domain.lease import CancelRequested, Lease, LeaseLost
+from shared.domain.lease import CancelRequested, EpochRecord, Lease, LeaseLost
 from shared.domain.params import Hyperparams
 from shared.domain.status import RunStatus
 from shared.store.engine import Store, unreachable
@@ -218,14 +218,14 @@ def _train(
     first = 1
     if resume is not None:
         first = job.restore(resume[1]) + 1
+
+    def record(metrics: EpochRecord) -> None:
+        state = job.state(metrics.epoch, context.settings.checkpoint_max_bytes)
+        _write(store, record_epoch, lease, metrics, state)
+        logger.info("run %s epoch %d: loss %.4f", lease.run_id, metrics.epoch, metrics.loss)
+
     with Watch(store, lease, context.settings.heartbeat_interval, job.request_stop) as watch:
-        for epoch in range(first, params.epochs + 1):
-            metrics = job.train_epoch(epoch) if watch.stop is None else None
-            if metrics is None:
-                break
-            state = job.state(epoch, context.settings.checkpoint_max_bytes)
-            _write(store, record_epoch, lease, metrics, state)
-            logger.info("run %s epoch %d: loss %.4f", lease.run_id, epoch, metrics.loss)
+        job.train_epochs(record, should_stop=lambda: watch.stop is not None, first=first)
         stop = watch.stop
     if stop is Stop.LOST:
         raise LeaseLost(lease)

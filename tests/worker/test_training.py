@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -12,6 +14,9 @@ from shared.domain.lease import EpochRecord
 from shared.domain.params import Hyperparams
 from tests.support import mnist_dir
 from worker.training.data import Mnist, load_mnist
+
+if TYPE_CHECKING:
+    from worker.training.model import Job
 
 
 @pytest.fixture(scope="module")
@@ -22,70 +27,74 @@ def mnist() -> Mnist:
     return load_mnist(mnist_dir())
 
 
-def test_every_epoch_is_reported_as_it_ends(mnist: Mnist) -> None:
-    from worker.training.model import train
+def trained(
+    params: Hyperparams,
+    mnist: Mnist,
+    on_epoch: Callable[[EpochRecord], None] = lambda _: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> tuple[Job, bool]:
+    """A job trained through the worker's own epoch loop; and whether it ran every epoch."""
+    from worker.training.model import Job
 
+    job = Job(params, mnist)
+    return job, job.train_epochs(on_epoch, should_stop)
+
+
+def test_every_epoch_is_reported_as_it_ends(mnist: Mnist) -> None:
     seen: list[EpochRecord] = []
     params = Hyperparams(epochs=3, train_samples=1000, validation_split=0.2, seed=7)
-    outcome = train(params, mnist, seen.append)
+    job, completed = trained(params, mnist, seen.append)
     assert [m.epoch for m in seen] == [1, 2, 3]
     assert all(m.val_loss is not None and m.val_accuracy is not None for m in seen)
     assert seen[-1].loss < seen[0].loss
-    assert not outcome.cancelled
-    assert outcome.test_accuracy is not None and outcome.test_accuracy > 0.6
+    assert completed
+    _, accuracy, _ = job.evaluate()
+    assert accuracy > 0.6
 
 
 def test_evaluation_is_consistent_with_the_test_accuracy(mnist: Mnist) -> None:
-    from worker.training.model import train
-
-    outcome = train(Hyperparams(epochs=1, train_samples=500, seed=3), mnist, lambda m: None)
-    matrix = np.array(outcome.evaluation["confusion_matrix"])
+    job, _ = trained(Hyperparams(epochs=1, train_samples=500, seed=3), mnist)
+    _, accuracy, evaluation = job.evaluate()
+    matrix = np.array(evaluation["confusion_matrix"])
     assert matrix.shape == (10, 10) and matrix.sum() == 10000
-    assert np.trace(matrix) / 10000 == pytest.approx(outcome.test_accuracy)
+    assert np.trace(matrix) / 10000 == pytest.approx(accuracy)
     assert matrix.sum(axis=1).tolist() == np.bincount(mnist.test_labels).tolist()
-    per_class = outcome.evaluation["per_class_accuracy"]
+    per_class = evaluation["per_class_accuracy"]
     assert per_class == pytest.approx((np.diag(matrix) / matrix.sum(axis=1)).tolist(), abs=1e-6)
-    for sample in outcome.evaluation["misclassified"]:
+    for sample in evaluation["misclassified"]:
         assert sample["label"] == int(mnist.test_labels[sample["index"]])
         assert sample["label"] != sample["predicted"]
 
 
 def test_the_same_seed_gives_the_same_run(mnist: Mnist) -> None:
-    from worker.training.model import train
-
     params = Hyperparams(epochs=1, train_samples=500, seed=11)
-    first, second = [], []
-    train(params, mnist, first.append)
-    train(params, mnist, second.append)
+    first: list[EpochRecord] = []
+    second: list[EpochRecord] = []
+    trained(params, mnist, first.append)
+    trained(params, mnist, second.append)
     assert first[0].loss == pytest.approx(second[0].loss, rel=1e-5)
 
 
 def test_a_stop_request_ends_training_without_reporting_the_cut_epoch(mnist: Mnist) -> None:
-    from worker.training.model import train
-
-    seen = []
-    outcome = train(
+    seen: list[EpochRecord] = []
+    _, completed = trained(
         Hyperparams(epochs=5, train_samples=1000, seed=1),
         mnist,
         seen.append,
         should_stop=lambda: len(seen) >= 1,
     )
-    assert outcome.cancelled
+    assert not completed
     assert [m.epoch for m in seen] == [1]
 
 
 @pytest.mark.parametrize(("optimizer", "learning_rate"), [("sgd", 0.1), ("rmsprop", 0.001)])
 def test_each_optimizer_trains(mnist: Mnist, optimizer: str, learning_rate: float) -> None:
-    from worker.training.model import train
-
-    outcome = train(
-        Hyperparams(
-            epochs=2, train_samples=1000, optimizer=optimizer, learning_rate=learning_rate, seed=2
-        ),
-        mnist,
-        lambda m: None,
+    params = Hyperparams(
+        epochs=2, train_samples=1000, optimizer=optimizer, learning_rate=learning_rate, seed=2
     )
-    assert outcome.test_accuracy is not None and outcome.test_accuracy > 0.3
+    job, _ = trained(params, mnist)
+    _, accuracy, _ = job.evaluate()
+    assert accuracy > 0.3
 
 
 # Which of the network's (weight, slot) pairs Keras' optimizer holds, in its order: Adam's

@@ -9,7 +9,6 @@ import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -109,6 +108,21 @@ class Job:
             val_accuracy=val_accuracy,
         )
 
+    def train_epochs(
+        self,
+        on_epoch: Callable[[EpochRecord], None],
+        should_stop: Callable[[], bool] = lambda: False,
+        first: int = 1,
+    ) -> bool:
+        """Train from epoch `first` to the last, calling `on_epoch` as each one ends; return False
+        when a stop cut training short (`should_stop` before an epoch, `request_stop` within one)."""
+        for epoch in range(first, self.params.epochs + 1):
+            record = None if should_stop() else self.train_epoch(epoch)
+            if record is None:
+                return False
+            on_epoch(record)
+        return True
+
     def state(self, epoch: int, max_bytes: int) -> bytes | None:
         """A checkpoint after `epoch`: weights, optimizer slots and step count; None when larger
         than `max_bytes` (then a resumed run starts over)."""
@@ -201,31 +215,3 @@ class Job:
             path = Path(folder) / "model.keras"
             model.save(path)
             return path.read_bytes()
-
-
-@dataclass
-class TrainingResult:
-    """How `train` ended: the test figures and evaluation, or that it was stopped."""
-
-    cancelled: bool
-    test_loss: float | None = None
-    test_accuracy: float | None = None
-    evaluation: dict[str, Any] | None = None
-
-
-def train(
-    params: Hyperparams,
-    data: Mnist,
-    on_epoch: Callable[[EpochRecord], None],
-    should_stop: Callable[[], bool] = lambda: False,
-) -> TrainingResult:
-    """Train and evaluate one run in this process, calling `on_epoch` as each epoch ends (the
-    benchmarks and tests; a worker drives `Job` itself, under its run's lease)."""
-    job = Job(params, data)
-    for epoch in range(1, params.epochs + 1):
-        metrics = None if should_stop() else job.train_epoch(epoch)
-        if metrics is None:
-            return TrainingResult(cancelled=True)
-        on_epoch(metrics)
-    loss, accuracy, evaluation = job.evaluate()
-    return TrainingResult(False, loss, accuracy, evaluation)

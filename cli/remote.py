@@ -7,7 +7,8 @@ import functools
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -291,39 +292,50 @@ def _epoch_text(run: dict[str, Any]) -> str:
     return f"loss {run['latest_loss']:.4f} acc {run['latest_accuracy']:.4f}"
 
 
-def follow(client: Client, run_id: int, interval: float = 1.0) -> dict[str, Any]:
-    """Show a progress bar that follows the run's epochs until it finishes; return the run.
-
-    Off a terminal (a log, a pipe) it prints one line per finished epoch instead.
-    """
-    run = client.run(run_id)
+@contextmanager
+def epoch_display(run: dict[str, Any]) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A function that shows each new reading of `run`: a progress bar on a terminal, else (a
+    log, a pipe) one line per finished epoch."""
     shown = 0
     if not sys.stderr.isatty():
-        while True:
+
+        def line(run: dict[str, Any]) -> None:
+            nonlocal shown
             if run["epochs_done"] > shown:
                 shown = run["epochs_done"]
-                click.echo(
-                    f"run {run_id}: epoch {shown}/{run['epochs_total']} {_epoch_text(run)}",
-                    err=True,
-                )
-            if run["status"] in FINISHED_STATUSES:
-                return run
-            time.sleep(interval)
-            run = client.run(run_id)
+                text = f"epoch {shown}/{run['epochs_total']} {_epoch_text(run)}"
+                click.echo(f"run {run['id']}: {text}", err=True)
+
+        yield line
+        return
+    latest = run
     with click.progressbar(
         length=run["epochs_total"],
-        label=f"run {run_id}",
+        label=f"run {run['id']}",
         file=sys.stderr,
         show_pos=True,
         show_eta=True,
-        item_show_func=lambda _: _epoch_text(run),
+        item_show_func=lambda _: _epoch_text(latest),
     ) as bar:
-        while True:
+
+        def advance(run: dict[str, Any]) -> None:
+            nonlocal shown, latest
+            latest = run
             if run["epochs_done"] > shown:
                 bar.update(run["epochs_done"] - shown)
                 shown = run["epochs_done"]
             else:
                 bar.render_progress()
+
+        yield advance
+
+
+def follow(client: Client, run_id: int, interval: float = 1.0) -> dict[str, Any]:
+    """Follow the run's epochs until it finishes (see `epoch_display`); return the run."""
+    run = client.run(run_id)
+    with epoch_display(run) as show:
+        while True:
+            show(run)
             if run["status"] in FINISHED_STATUSES:
                 return run
             time.sleep(interval)

@@ -2,6 +2,7 @@
 
 The service commands below are the ones `docker-compose.yml` runs; `tests/test_compose.py` holds the
 two files to each other, so the processes here and the containers there cannot drift apart.
+`trainyard up` runs the same processes on the embedded defaults.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import click
 from cli.supervisor import run_together, trainyard
 from shared.config import Settings, child_env, get_settings
 from shared.cpus import available_cpus
-from shared.ops.celery_config import broker_kind
-from shared.ops.pgadmin import ensure_database
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +24,13 @@ MIGRATE_ARGS = ["db", "upgrade"]
 CONTAINER_PORT = 8000
 
 
-def web_args(host: str = "0.0.0.0", port: int = CONTAINER_PORT) -> list[str]:
-    """Arguments of `trainyard` for the web service (gunicorn; see `web_command`)."""
-    return ["web", "--host", host, "--port", str(port)]
+def web_args(
+    host: str = "0.0.0.0", port: int = CONTAINER_PORT, processes: int | None = None
+) -> list[str]:
+    """Arguments of `trainyard` for the web service (gunicorn; see `web_command`), with
+    `processes` gunicorn processes when given, else `trainyard web`'s default."""
+    args = ["web", "--host", host, "--port", str(port)]
+    return [*args, "--processes", str(processes)] if processes else args
 
 
 def worker_args(hostname: str = "worker@%h") -> list[str]:
@@ -35,9 +38,12 @@ def worker_args(hostname: str = "worker@%h") -> list[str]:
     return ["worker", "--concurrency", "1", "--hostname", hostname]
 
 
-def cluster_commands(workers: int, host: str, port: int) -> dict[str, list[str]]:
-    """Return the long-running processes of a cluster: the web app and `workers` named workers."""
-    commands = {"web": trainyard(web_args(host, port))}
+def cluster_commands(
+    workers: int, host: str, port: int, processes: int | None = None
+) -> dict[str, list[str]]:
+    """The long-running processes of `trainyard cluster` and `trainyard up`: the web app (with
+    `processes` gunicorn processes when given) and `workers` named single-job workers."""
+    commands = {"web": trainyard(web_args(host, port, processes))}
     for number in range(1, workers + 1):
         commands[f"worker{number}"] = trainyard(worker_args(f"worker{number}@%h"))
     return commands
@@ -71,6 +77,10 @@ def cluster(workers: int | None, host: str, port: int) -> None:
     Uses TRAINYARD_DATABASE_URL and TRAINYARD_BROKER_URL (`make cluster` points them at the local
     PostgreSQL and Redis). One Ctrl-C stops everything.
     """
+    # The database's tools, here only: the client commands start without SQLAlchemy.
+    from shared.ops.celery_config import broker_kind
+    from shared.ops.pgadmin import ensure_database
+
     settings = get_settings()
     workers = workers or available_cpus()
     if broker_kind(settings.broker_url) == "sqlalchemy":

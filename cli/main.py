@@ -8,7 +8,7 @@ import os
 import click
 
 from cli import dbadmin, remote
-from cli.cluster import cluster, cluster_settings, workers_option
+from cli.cluster import cluster, cluster_commands, cluster_settings, workers_option
 from cli.studies import study
 from cli.supervisor import run_together, web_command, worker_command
 from shared.config import child_env, get_settings
@@ -81,11 +81,11 @@ def db_current() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn processes")
-def web(host: str, port: int, workers: int) -> None:
+@click.option("--processes", default=2, show_default=True, type=int, help="gunicorn processes")
+def web(host: str, port: int, processes: int) -> None:
     """Serve the dashboard and the API with gunicorn."""
     require_migrated()
-    command = web_command(host, port, workers)
+    command = web_command(host, port, processes)
     os.execv(command[0], command)
 
 
@@ -121,9 +121,8 @@ def up(host: str, port: int, workers: int | None) -> None:
     click.echo(
         f"trainyard: dashboard on http://{host}:{port}/  (Ctrl-C stops everything)", err=True
     )
-    commands = {"web": web_command(host, port, workers=1)}
-    for number in range(1, workers + 1):
-        commands[f"worker{number}"] = worker_command(settings, f"worker{number}@%h")
+    # The cluster's processes, with one web process: the CPUs are the workers'.
+    commands = cluster_commands(workers, host, port, processes=1)
     code = run_together(commands, env=child_env(settings))
     raise SystemExit(code)
 

@@ -21,12 +21,12 @@ def trainyard(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "cli.main", *args]
 
 
-def web_command(host: str, port: int, workers: int = 2, threads: int = 4) -> list[str]:
-    """The gunicorn command line that serves the web app."""
+def web_command(host: str, port: int, processes: int = 2, threads: int = 4) -> list[str]:
+    """The gunicorn command line that serves the web app with `processes` worker processes."""
     return [
         sys.executable, "-m", "gunicorn",
         "--bind", f"{host}:{port}",
-        "--workers", str(workers),
+        "--workers", str(processes),
         "--threads", str(threads),
         "--worker-class", "gthread",
         "--access-logfile", "-",

@@ -182,7 +182,7 @@ def web_process(settings: Settings, port: int | None = None) -> Iterator[str]:
         except OSError:
             return False
 
-    args = ["web", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+    args = ["web", "--host", "127.0.0.1", "--port", str(port), "--processes", "2"]
     with trainyard_process(settings, args, answering, "web server", 60):
         yield url
 

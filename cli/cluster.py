@@ -78,7 +78,7 @@ def cluster(workers: int | None, host: str, port: int) -> None:
     PostgreSQL and Redis). One Ctrl-C stops everything.
     """
     # The database's tools, here only: the client commands start without SQLAlchemy.
-    from shared.ops.celery_config import broker_kind
+    from shared.ops.celery_config import broker_kind, declare_embedded_queue
     from shared.ops.pgadmin import ensure_database
 
     settings = get_settings()
@@ -92,6 +92,7 @@ def cluster(workers: int | None, host: str, port: int) -> None:
     migrated = subprocess.run(trainyard(MIGRATE_ARGS), env=env, check=False)
     if migrated.returncode != 0:
         raise click.ClickException("`trainyard db upgrade` failed; nothing started")
+    declare_embedded_queue(settings)
     click.echo(
         f"trainyard: cluster of {workers} worker(s), dashboard on http://{host}:{port}/ "
         "(Ctrl-C stops everything)",

@@ -113,11 +113,13 @@ def worker(concurrency: int | None, hostname: str | None, loglevel: str) -> None
 def up(host: str, port: int, workers: int | None) -> None:
     """Migrate, then run the web app and a single-job worker per CPU (the layout that gives the
     most jobs an hour, see bench.throughput); Ctrl-C stops everything."""
+    from shared.ops.celery_config import declare_embedded_queue
     from shared.store.migrate import upgrade
 
     workers = workers or available_cpus()
     settings = cluster_settings(get_settings(), workers)
     upgrade(settings.database_url)
+    declare_embedded_queue(settings)
     click.echo(
         f"trainyard: dashboard on http://{host}:{port}/  (Ctrl-C stops everything)", err=True
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kombu import Connection
+
 from shared.config import Settings
 from shared.store.engine import sqlite_path
 
@@ -25,6 +27,21 @@ def broker_kind(url: str) -> str:
     if scheme in ("amqp", "amqps", "pyamqp"):
         return "amqp"
     return "sqlalchemy"
+
+
+def declare_embedded_queue(settings: Settings) -> None:
+    """Create the training queue on the embedded SQLite broker before several workers start.
+
+    A worker's first look at its queue inserts the queue's row there, and two workers starting
+    together both insert it: one dies of the unique constraint. Redis and RabbitMQ declare queues
+    safely (and RabbitMQ's must keep Celery's quorum arguments), so only the embedded one is made.
+    """
+    if broker_kind(settings.broker_url) != "sqlalchemy":
+        return
+    prepare_broker(settings)
+    options = celery_config(settings)["broker_transport_options"]
+    with Connection(settings.broker_url, transport_options=options) as connection:
+        connection.default_channel.queue_declare(queue=settings.queue)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from kombu import Connection
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from shared.config import Settings
 from shared.read.models import Check, HealthOut
+from shared.store.engine import ping
 from shared.store.migrate import current_revision, head_revision
 
 logger = logging.getLogger(__name__)
@@ -18,8 +19,7 @@ BROKER_TIMEOUT = 3.0
 def check_database(engine: Engine) -> tuple[bool, str]:
     """Run `SELECT 1` on the results store."""
     try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        ping(engine)
     except Exception as exc:
         logger.warning("health: database unreachable: %s", exc)
         return False, f"unreachable: {exc.__class__.__name__}: {exc}"

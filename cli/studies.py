@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from cli.client import Client
-from cli.remote import api_call, client_options, make_client, parse_param, printable, table
+from cli.console import api_call, client_options, make_client, parse_param, printable, table
 
 ACTIVE = ("queued", "running")
 

@@ -42,10 +42,10 @@ def services(compose: dict[str, Any]) -> dict[str, Any]:
     return compose["services"]
 
 
-def readme_services() -> set[str]:
-    """The services the README's Cluster section lists in its table (first column, in backticks)."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("\n## Cluster\n", 1)[1].split("\n## ", 1)[0]
+def documented_services() -> set[str]:
+    """The services docs/deploying.md's compose section lists in its table (first column)."""
+    text = (ROOT / "docs" / "deploying.md").read_text()
+    section = text.split("\n## The compose cluster\n", 1)[1].split("\n## ", 1)[0]
     return set(re.findall(r"^\| `([a-z]+)` \|", section, re.MULTILINE))
 
 
@@ -73,10 +73,10 @@ def database_url_user(url: str) -> str:
     return match.group(1)
 
 
-def test_every_service_the_readme_names_exists(services: dict[str, Any]) -> None:
-    named = readme_services()
+def test_every_service_the_docs_name_exists(services: dict[str, Any]) -> None:
+    named = documented_services()
     assert {"redis", "postgres", "migrate", "web", "worker", "flower"} <= named
-    assert named == set(services), "README's Cluster table and docker-compose.yml disagree"
+    assert named == set(services), "deploying.md's service table and docker-compose disagree"
 
 
 def test_web_and_worker_share_one_image(services: dict[str, Any]) -> None:

@@ -26,7 +26,8 @@ from sqlalchemy import func, select
 from bench.stack import Layout, Stack, stack, wait
 from shared.domain.status import RunStatus
 from shared.store.models import Epoch, Run, utcnow
-from tests.support import RABBIT_URL, REDIS_URL, RedisServer, postgres_server, rabbit_node
+from tests.support.machine import RABBIT_URL, REDIS_URL
+from tests.support.servers import RedisServer, postgres_server, rabbit_node
 
 LONG = {"epochs": 20, "seed": 1}
 DATABASE_DOWN = 10.0  # seconds: several epochs, a third of the default lease

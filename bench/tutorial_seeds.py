@@ -12,7 +12,7 @@ import argparse
 import statistics
 
 from shared.domain.params import Hyperparams
-from tests.support import mnist_dir
+from tests.support.machine import mnist_dir
 
 TUTORIAL = {True: (0.9777, 0.0744), False: (0.9285, 0.2898)}
 

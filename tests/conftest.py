@@ -1,13 +1,14 @@
-"""Fixtures on real parts: a migrated database (SQLite, or PostgreSQL when named), the app, workers.
+"""Fixtures on real parts, for every test: a migrated database (SQLite, or PostgreSQL when named),
+settings, a session, the app and its client, and the session's worker, web server and browser.
 
 TRAINYARD_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres switches the
 store to PostgreSQL: each test session creates a database of its own on that server and drops it
 after. TRAINYARD_TEST_BROKER_URL overrides the broker worker tests use (default: the local Redis).
+Fixtures only web tests use are in tests/web/conftest.py; the helpers are in tests/support/.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,22 +20,20 @@ from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.ops.pgadmin import scratch_database
 from shared.store.engine import Store
 from shared.store.migrate import upgrade
 from shared.store.models import Base
-from tests.support import CHROMIUM_ARGS, REDIS_URL, create_test_app, mnist_dir
+from tests.support.app import create_test_app
+from tests.support.browser import CHROMIUM_ARGS
+from tests.support.machine import REDIS_URL, empty_database, mnist_dir
+from tests.support.processes import web_process, worker_process
 
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An empty database for this test session: PostgreSQL when named, else a SQLite file."""
-    server = os.environ.get("TRAINYARD_TEST_DATABASE_URL")
-    if server:
-        with scratch_database(server) as url:
-            yield url
-    else:
-        yield f"sqlite:///{tmp_path_factory.mktemp('store') / 'trainyard.db'}"
+    with empty_database(tmp_path_factory.mktemp("store")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -89,22 +88,19 @@ def session(settings: Settings, store: Store) -> Iterator[Session]:
 
 @pytest.fixture()
 def app(settings: Settings) -> Flask:
-    """The Flask app on the test settings, CSRF off (the form tests turn it on)."""
-    application = create_test_app(settings)
-    application.config["WTF_CSRF_ENABLED"] = False
-    return application
+    """The Flask app on the test settings, CSRF off (the form tests use `csrf_app`)."""
+    return create_test_app(settings, csrf=False)
 
 
 @pytest.fixture()
 def client(app: Flask) -> FlaskClient:
+    """A test client of `app`: its runs go to the session's queue, which `worker` reads."""
     return app.test_client()
 
 
 @pytest.fixture(scope="session")
 def worker(migrated: Settings) -> Iterator[Settings]:
     """A real Celery worker process on the local Redis, shared by the tests that need one."""
-    from tests.support import worker_process
-
     with worker_process(migrated, name="session-worker"):
         yield migrated
 
@@ -112,8 +108,6 @@ def worker(migrated: Settings) -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def live_server(migrated: Settings) -> Iterator[str]:
     """The web app under gunicorn on a free loopback port; yields its base URL."""
-    from tests.support import web_process
-
     with web_process(migrated) as url:
         yield url
 
@@ -121,7 +115,6 @@ def live_server(migrated: Settings) -> Iterator[str]:
 @pytest.fixture()
 def browser() -> Iterator[Browser]:
     """Headless Debian Chromium, driven by Playwright."""
-
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support.processes import bare_env, run_trainyard
 
 
 def trainyard(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINYARD_")}
-    env["TRAINYARD_HOME"] = str(home)
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    """`trainyard ARGS` on the embedded defaults, with its home folder in `home`."""
+    return run_trainyard(*args, env=bare_env(TRAINYARD_HOME=str(home)), timeout=120)
 
 
 @pytest.mark.parametrize("command", [["web", "--port", "1"], ["worker"]])

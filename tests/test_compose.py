@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 from cli import dbadmin
 from cli.cluster import MIGRATE_ARGS, cluster_commands, web_args, worker_args
 from cli.main import main
-from tests.support import ROOT
+from tests.support.machine import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
 # A reference, `${NAME}`, `${NAME:?message}`, `${NAME:-}` or `${NAME:-default}`: never a literal.

@@ -4,7 +4,9 @@ Arrows point one way: domain <- store <- read <- web, worker, cli; ops may use d
 the settings; shared/config.py and shared/cpus.py are the base every layer may import. Frameworks
 stay where they belong: the domain is pure (no SQLAlchemy, no framework, no I/O), shared/ imports
 no Flask, Celery or TensorFlow, SQL is built only in the store, TensorFlow only in worker/training,
-and the CLI loads neither Flask, Celery nor TensorFlow until a command needs them.
+and the CLI loads neither Flask, Celery nor TensorFlow until a command needs them. Between the
+tests and the benches too, one direction: bench/ may use the harness in tests/support/, nothing
+under tests/ imports bench/.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support.machine import ROOT
 
 PACKAGES = ("shared", "web", "worker", "cli")
 BASE = {"shared", "shared.config", "shared.cpus"}
@@ -234,3 +236,45 @@ def test_the_client_commands_start_without_the_orm_or_a_framework() -> None:
     heavy = {"sqlalchemy", "flask", "celery", "kombu", "tensorflow", "keras"}
     assert sorted({name.split(".")[0] for name in loaded} & heavy) == []
     assert [name for name in loaded if name.startswith("shared.store")] == []
+
+
+def harness_violations(module: str, source: str) -> list[str]:
+    """Imports between tests/ and bench/ against their one direction, one line each."""
+    found = []
+    for imported in imports_of(module, source):
+        where = f"{module}:{imported.line} imports {imported.module}"
+        if module.startswith("tests") and imported.root == "bench":
+            found.append(f"{where}: the tests never import the benches")
+        in_support = imported.module == "tests.support" or imported.module.startswith(
+            "tests.support."
+        )
+        if module.startswith("bench") and imported.root == "tests" and not in_support:
+            found.append(f"{where}: a bench uses only tests/support/ of the tests")
+    return found
+
+
+def test_bench_and_tests_import_each_other_one_way_only() -> None:
+    found = [
+        problem
+        for folder in ("tests", "bench")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for problem in harness_violations(module_name(path), path.read_text())
+    ]
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "reason"),
+    [
+        ("tests.web.test_pages_scale", "from bench.runs_pages import seed_store", "never import"),
+        ("tests.e2e.test_faults", "def f():\n    import bench.stack", "never import"),
+        ("bench.faults", "from tests.builders import make_run", "only tests/support/"),
+        ("bench.faults", "from tests.e2e import test_faults", "only tests/support/"),
+    ],
+)
+def test_a_wrong_way_harness_import_is_caught(module: str, source: str, reason: str) -> None:
+    assert any(reason in problem for problem in harness_violations(module, source))
+
+
+def test_the_harness_is_allowed_into_the_benches() -> None:
+    assert not harness_violations("bench.faults", "from tests.support.servers import rabbit_node")

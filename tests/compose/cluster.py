@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import time
 import uuid
@@ -15,14 +16,33 @@ from pathlib import Path
 from typing import Any
 
 from cli.client import ApiError, Client
-from tests.compose.conftest import docker_engine_problem
-from tests.support import ROOT, free_port, mnist_dir
+from shared.domain.status import FINISHED_STATUSES
+from tests.support.machine import ROOT, mnist_dir
+from tests.support.processes import free_port
+from tests.support.waiting import until_finished, wait_for
 
-FINISHED = {"succeeded", "failed", "cancelled"}
 SMALL_JOB = {"train_samples": 2000, "epochs": 2}
 # Long enough to still be training through an upgrade or a kill: ~0.6 s an epoch on one CPU.
 LONG_JOB = {"train_samples": 60000, "epochs": 40}
 IMAGE = "trainyard:compose-test"  # one tag for every run, so the layer cache carries over
+
+
+def docker_engine_problem() -> str | None:
+    """Why `docker compose` cannot run containers here, or None when it can."""
+    if shutil.which("docker") is None:
+        return "no `docker` command (../shared/docker/setup.sh . installs Docker)"
+    for command in (
+        ["docker", "info", "--format", "{{.ServerVersion}}"],
+        ["docker", "compose", "version"],
+    ):
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"`{' '.join(command)}` failed: {exc}"
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip().splitlines()[-1:]
+            return f"`{' '.join(command[:2])}` failed: {' '.join(detail)} (is dockerd running?)"
+    return None
 
 
 def setup_problem() -> str | None:
@@ -105,34 +125,24 @@ class Cluster:
         return self.compose("ps", "-q", service).stdout.split()
 
     def wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
-        """Poll `check` every second until it returns something truthy; fail with the logs."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                value = check()
-            except ApiError as exc:  # the web app restarting, say
-                value, last = None, exc
-            else:
-                last = None
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out after {timeout:.0f} s waiting for {what} ({last})\n{self.logs()}"
-                )
-            time.sleep(1)
+        """Poll `check` every second until it returns something truthy (an API error, the web app
+        restarting say, counts as not yet); fail with the containers' logs."""
+        try:
+            return wait_for(check, timeout, interval=1, what=what, ignoring=(ApiError,))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.logs()}") from None
 
     def submit(self, params: dict[str, Any], name: str) -> int:
         return self.client.submit(params, name=name)["id"]
 
     def finished(self, run_ids: list[int], timeout: float) -> list[dict[str, Any]]:
         """Wait until every run has finished; return them."""
-
-        def all_finished() -> list[dict[str, Any]] | None:
-            runs = [self.client.run(run_id) for run_id in run_ids]
-            return runs if all(run["status"] in FINISHED for run in runs) else None
-
-        return self.wait(all_finished, timeout, f"runs {run_ids} to finish")
+        try:
+            return until_finished(
+                self.client, *run_ids, timeout=timeout, interval=1, ignoring=(ApiError,)
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.logs()}") from None
 
     def succeeded(self, run_ids: list[int], timeout: float) -> list[dict[str, Any]]:
         runs = self.finished(run_ids, timeout)
@@ -147,7 +157,7 @@ class Cluster:
 
         def far_enough() -> dict[str, Any] | None:
             run = self.client.run(run_id)
-            assert run["status"] not in FINISHED, f"run {run_id} ended early: {run}"
+            assert run["status"] not in FINISHED_STATUSES, f"run {run_id} ended early: {run}"
             return run if run["status"] == "running" and run["epochs_done"] >= epochs else None
 
         return self.wait(far_enough, timeout, f"run {run_id} to train {epochs} epoch(s)")

@@ -1,38 +1,18 @@
-"""What the compose tests share: whether Docker is here, and which runs ask for the cluster test.
+"""The compose tier, and which runs ask for its cluster tests.
 
-The cluster tests (test_cluster_compose.py, test_rabbitmq_compose.py) build the image and run the
-stack for minutes, so a plain `pytest` skips them and says why; `make test-compose` (`pytest
-tests/compose`) runs them.
+The cluster tests (test_cluster_compose.py,
+test_rabbitmq_compose.py) build the image and run the stack for minutes, so a plain `pytest`
+skips them and says why; `make test-compose` (`pytest tests/compose`) runs them.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
 CLUSTER_TESTS = {HERE / "test_cluster_compose.py", HERE / "test_rabbitmq_compose.py"}
-
-
-def docker_engine_problem() -> str | None:
-    """Why `docker compose` cannot run containers here, or None when it can."""
-    if shutil.which("docker") is None:
-        return "no `docker` command (../shared/docker/setup.sh . installs Docker)"
-    for command in (
-        ["docker", "info", "--format", "{{.ServerVersion}}"],
-        ["docker", "compose", "version"],
-    ):
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"`{' '.join(command)}` failed: {exc}"
-        if result.returncode != 0:
-            detail = (result.stderr or result.stdout).strip().splitlines()[-1:]
-            return f"`{' '.join(command[:2])}` failed: {' '.join(detail)} (is dockerd running?)"
-    return None
 
 
 def _asked_for(config: pytest.Config, path: Path) -> bool:

@@ -26,7 +26,7 @@ from tests.compose.cluster import (
     new_cluster,
     setup_problem,
 )
-from tests.support import ROOT
+from tests.support.machine import ROOT
 
 OFFICIAL = "rabbitmq:3.13"  # docker-compose.rabbitmq.yml's default image
 STAND_IN = "trainyard-test/rabbitmq:standin"

@@ -18,7 +18,10 @@ from shared.domain.status import RunStatus
 from shared.ops.celery_config import celery_config
 from shared.store.models import Run
 from shared.store.queries import get_run
-from tests.support import RABBIT_URL, REDIS_URL, create_test_app, wait_for, worker_process
+from tests.support.app import create_test_app
+from tests.support.machine import RABBIT_URL, REDIS_URL
+from tests.support.processes import worker_process
+from tests.support.waiting import wait_for
 
 BROKERS = ("redis", "rabbitmq", "embedded")
 

@@ -14,11 +14,16 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from shared.config import Settings
-from tests.support import ROOT, assert_console_clean, new_page
+from tests.support.browser import (
+    assert_console_clean,
+    mark_loaded,
+    new_page,
+    same_document,
+    screenshot,
+)
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 EPOCHS = 6
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -37,15 +42,6 @@ def submit_through_form(page: Page, base: str, name: str, normalize: bool) -> in
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"/runs/\d+$"))
     return int(page.url.rsplit("/", 1)[1])
-
-
-def mark_loaded(page: Page) -> None:
-    """Leave a marker in the window: it survives live updates but not a reload."""
-    page.evaluate("window.__sameDocument = true")
-
-
-def same_document(page: Page) -> bool:
-    return bool(page.evaluate("window.__sameDocument === true"))
 
 
 def progress_of(page: Page, selector: str) -> dict[str, Any]:
@@ -75,7 +71,6 @@ def assert_deltas(page: Page, api: dict[int, Any], baseline: int, other: int) ->
 def test_submit_watch_and_compare_two_runs(
     settings: Settings, worker: Settings, live_server: str, browser: Browser
 ) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     run_tab = new_page(browser)
     with_norm = submit_through_form(run_tab, live_server, "browser normalized", normalize=True)
     raw = submit_through_form(run_tab, live_server, "browser raw pixels", normalize=False)
@@ -99,7 +94,7 @@ def test_submit_watch_and_compare_two_runs(
         for run_id, seen in seen_list.items():
             seen.append(progress_of(list_tab, f"tr[data-run-id='{run_id}'] [data-progress]"))
         if not shot_in_flight and seen_list[with_norm][-1]["status"] == "running":
-            list_tab.screenshot(path=str(SCREENSHOTS / "runs-live.png"), full_page=True)
+            screenshot(list_tab, "runs-live.png")
             shot_in_flight = True
         if all(s[-1]["status"] in FINISHED for s in seen_list.values()) and (
             seen_run_page[-1]["status"] in FINISHED
@@ -149,8 +144,8 @@ def test_submit_watch_and_compare_two_runs(
         "window.trainyardCharts.loss.data.datasets.map(d => d.data.filter(v => v !== null).length)"
     )
     assert curve_lengths == [EPOCHS, EPOCHS]  # train and validation
-    run_tab.screenshot(path=str(SCREENSHOTS / "run.png"), full_page=True)
-    list_tab.screenshot(path=str(SCREENSHOTS / "runs.png"), full_page=True)
+    screenshot(run_tab, "run.png")
+    screenshot(list_tab, "runs.png")
 
     # Select both on the runs page and compare them.
     list_tab.check(f"tr[data-run-id='{with_norm}'] input[name=ids]")
@@ -188,7 +183,7 @@ def test_submit_watch_and_compare_two_runs(
     ids = [int(i) for value in query["ids"] for i in value.split(",")]
     assert sorted(ids) == sorted([with_norm, raw])
     assert_deltas(compare, api, baseline=ids[0], other=ids[1])
-    compare.screenshot(path=str(SCREENSHOTS / "compare.png"), full_page=True)
+    screenshot(compare, "compare.png")
     # Picking the other run as baseline turns the deltas around.
     compare.click(f"a[data-make-baseline='{ids[1]}']")
     compare.wait_for_url(re.compile(rf"baseline={ids[1]}"))

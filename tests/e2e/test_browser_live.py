@@ -12,7 +12,8 @@ from playwright.sync_api import Browser, Page
 
 from cli.client import Client
 from shared.config import Settings
-from tests.support import assert_console_clean, new_page, wait_for
+from tests.support.browser import assert_console_clean, mark_loaded, new_page, same_document
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.browser
 # About a second an epoch on one thread: long enough to watch, short enough for CI.
@@ -33,7 +34,7 @@ def test_runs_submitted_elsewhere_appear_and_finished_ones_move_on(
     wait_for(lambda: client.run(earlier)["status"] == "succeeded", 120, what="the earlier run")
     page = new_page(browser)
     page.goto(f"{live_server}/runs?status=queued&status=running&sort=-id")
-    page.evaluate("window.__sameDocument = true")
+    mark_loaded(page)
     assert row_ids(page) == []
     # Submitted through the API while the page is open: it shows up, newest first.
     first = client.submit({**WATCHABLE, "seed": 2}, "from the API")["id"]
@@ -42,7 +43,7 @@ def test_runs_submitted_elsewhere_appear_and_finished_ones_move_on(
     assert page.text_content("#runs-total").strip() == "2 matching"
     # Once they finish they no longer match the page's filter, and leave it.
     wait_for(lambda: row_ids(page) == [], 180, interval=0.5, what="the finished runs to move on")
-    assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
+    assert same_document(page), "the page reloaded"
     assert_console_clean()
 
 

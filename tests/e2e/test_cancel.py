@@ -1,18 +1,20 @@
-"""Cancel from the run page on a real worker: a running job stops within an epoch, a queued one never starts."""
+"""Cancel from the run page on a real worker: a running job stops within an epoch, a queued one
+never starts."""
 
 from __future__ import annotations
 
 import time
 
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.domain.status import RunStatus
-from shared.store.models import Epoch, Run, utcnow
-from shared.store.queries import get_run
-from tests.support import find, wait_for
+from shared.store.models import Epoch, utcnow
+from tests.support.pages import find
+from tests.support.runs import epoch_rows, read_run
+from tests.support.waiting import until_finished, wait_for
 
 FORM_DEFAULTS = {"normalize": "y", "seed": "1"}
 
@@ -26,17 +28,6 @@ def submit_form(client: FlaskClient, **fields: object) -> int:
     return int(response.headers["Location"].rsplit("/", 1)[1])
 
 
-def read(session: Session, run_id: int) -> Run:
-    session.expire_all()
-    return get_run(session, run_id)
-
-
-def epoch_rows(session: Session, run_id: int) -> int:
-    return (
-        session.scalar(select(func.count()).select_from(Epoch).where(Epoch.run_id == run_id)) or 0
-    )
-
-
 def test_cancel_stops_a_running_job_and_a_queued_one_never_starts(
     settings: Settings, worker: Settings, client: FlaskClient, session: Session
 ) -> None:
@@ -47,27 +38,26 @@ def test_cancel_stops_a_running_job_and_a_queued_one_never_starts(
 
     # A queued run is cancelled at once.
     assert client.post(f"/runs/{queued}/cancel").status_code == 302
-    assert read(session, queued).status == RunStatus.CANCELLED
+    assert read_run(session, queued).status == RunStatus.CANCELLED
 
-    wait_for(lambda: epoch_rows(session, long) >= 1, 180, interval=0.1, what="the first epoch")
+    wait_for(lambda: len(epoch_rows(session, long)) >= 1, 180, interval=0.1, what="the first epoch")
     first = session.scalar(select(Epoch).where(Epoch.run_id == long, Epoch.epoch == 1))
     assert first is not None
     epoch_seconds = first.seconds
-    assert read(session, long).status == RunStatus.RUNNING
+    assert read_run(session, long).status == RunStatus.RUNNING
 
     page = client.post(f"/runs/{long}/cancel", follow_redirects=True).get_data(as_text=True)
     asked, accepted = time.monotonic(), utcnow()
     assert "cancel requested" in page
     # The job reads the flag twice a second and its graph stops after the current batch.
-    wait_for(lambda: read(session, long).status.finished, 10, interval=0.05, what="the stop")
+    [run] = until_finished(session, long, timeout=10, interval=0.05)
     took = time.monotonic() - asked
-    run = read(session, long)
     assert run.status == RunStatus.CANCELLED, run.error
     print(f"\ncancel: epoch {epoch_seconds:.1f} s, stopped {took:.2f} s after the request")
     assert took < 2.0
     assert all(e.recorded_at <= accepted for e in run.epoch_rows), "an epoch after the cancel"
     assert 1 <= run.epochs_done < 30
-    assert epoch_rows(session, long) == run.epochs_done  # completed epochs are kept
+    assert len(epoch_rows(session, long)) == run.epochs_done  # completed epochs are kept
     assert run.test_accuracy is None
 
     html = client.get(f"/runs/{long}").get_data(as_text=True)
@@ -76,9 +66,9 @@ def test_cancel_stops_a_running_job_and_a_queued_one_never_starts(
     assert client.post(f"/runs/{long}/cancel", follow_redirects=True).status_code == 200
 
     # The worker takes messages in order: once the later run is done, the cancelled one was seen.
-    wait_for(lambda: read(session, after).status.finished, 120, interval=0.3, what="the later run")
-    assert read(session, after).status == RunStatus.SUCCEEDED
-    skipped = read(session, queued)
+    [later] = until_finished(session, after, timeout=120)
+    assert later.status == RunStatus.SUCCEEDED
+    skipped = read_run(session, queued)
     assert skipped.status == RunStatus.CANCELLED
     assert skipped.started_at is None and skipped.attempt == 0
-    assert epoch_rows(session, queued) == 0
+    assert len(epoch_rows(session, queued)) == 0

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from shared.config import Settings
 from shared.store.models import Run
 from tests.builders import make_run
-from tests.support import ROOT, settings_env
+from tests.support.machine import ROOT
+from tests.support.processes import cli_env, run_trainyard
 
 TIMEOUT = 240
 
@@ -25,14 +26,7 @@ def trainyard(
     live_server: str, settings: Settings, *args: str, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """Run `trainyard ARGS` against the live server; return the finished process."""
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        cwd=ROOT,
-        env={**settings_env(settings), "TRAINYARD_URL": live_server},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_trainyard(*args, env=cli_env(settings, live_server), timeout=timeout)
 
 
 def rows(output: str) -> list[dict[str, Any]]:
@@ -65,7 +59,7 @@ def test_cli_submits_follows_cancels_and_queries(
             "-p", "train_samples=3000", "-p", "normalize=false", "--name", "cli long", "--wait",
         ],
         cwd=ROOT,
-        env={**settings_env(settings), "TRAINYARD_URL": live_server},
+        env=cli_env(settings, live_server),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -26,16 +26,9 @@ from shared.config import Settings
 from shared.ops.pgadmin import ensure_database, scratch_database
 from shared.store.engine import make_engine
 from shared.store.models import Epoch, Run, Worker
-from tests.support import (
-    PG_SERVER,
-    RABBIT_URL,
-    REDIS_URL,
-    ROOT,
-    free_port,
-    mnist_dir,
-    settings_env,
-    wait_for,
-)
+from tests.support.machine import PG_SERVER, RABBIT_URL, REDIS_URL, ROOT, mnist_dir
+from tests.support.processes import free_port, settings_env
+from tests.support.waiting import wait_for
 
 WORKERS = 3
 JOBS = 6

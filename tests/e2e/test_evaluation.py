@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session
 from shared.config import Settings
 from shared.domain.status import RunStatus
 from shared.store.models import Evaluation
-from shared.store.queries import get_run
-from tests.support import decode_png, find, mnist_dir, wait_for
+from tests.support.app import submit_run
+from tests.support.machine import mnist_dir
+from tests.support.pages import decode_png, find
+from tests.support.waiting import until_finished
 
 TEST_IMAGES = 10_000
 
@@ -32,19 +34,8 @@ def read_idx(folder: Path, stem: str, header: int) -> bytes:
 def test_confusion_matrix_adds_up_to_the_test_accuracy(
     settings: Settings, worker: Settings, client: FlaskClient, session: Session
 ) -> None:
-    response = client.post(
-        "/api/runs",
-        json={"name": "evaluation", "params": {"train_samples": 2000, "epochs": 1, "seed": 11}},
-    )
-    assert response.status_code == 202, response.get_json()
-    run_id = response.get_json()["id"]
-
-    def finished() -> bool:
-        session.expire_all()
-        return get_run(session, run_id).status.finished
-
-    wait_for(finished, 180, interval=0.3, what=f"run {run_id} to finish")
-    run = get_run(session, run_id)
+    run_id = submit_run(client, "evaluation", train_samples=2000, epochs=1, seed=11)
+    [run] = until_finished(session, run_id, timeout=180)
     assert run.status == RunStatus.SUCCEEDED, run.error
     evaluation = session.get(Evaluation, run_id)
     assert evaluation is not None

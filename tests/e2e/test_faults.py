@@ -23,18 +23,11 @@ from shared.ops.pgadmin import scratch_database
 from shared.store.engine import Store
 from shared.store.migrate import upgrade
 from shared.store.models import Epoch, Run, utcnow
-from tests.support import (
-    PG_SERVER,
-    RABBIT_URL,
-    REDIS_URL,
-    create_test_app,
-    mnist_dir,
-    postgres_server,
-    rabbit_node,
-    redis_server,
-    wait_for,
-    worker_process,
-)
+from tests.support.app import create_test_app
+from tests.support.machine import PG_SERVER, RABBIT_URL, REDIS_URL, mnist_dir
+from tests.support.processes import worker_process
+from tests.support.servers import postgres_server, rabbit_node, redis_server
+from tests.support.waiting import wait_for
 
 LEASE = 8.0
 # A job of about 20 s on one thread: long enough to be caught mid-run, short enough for CI.

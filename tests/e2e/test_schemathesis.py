@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from shared.config import Settings
-from tests.support import ROOT, web_process
+from tests.support.machine import ROOT
+from tests.support.processes import web_process
 
 TOKEN = "schemathesis-token"
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import re
 import statistics
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -19,19 +17,18 @@ from cli.client import Client
 from shared.config import Settings
 from shared.domain.status import RunStatus
 from shared.store.models import Run
-from tests.support import ROOT, assert_console_clean, new_page, settings_env, wait_for
+from tests.support.browser import (
+    assert_console_clean,
+    mark_loaded,
+    new_page,
+    same_document,
+    screenshot,
+)
+from tests.support.processes import cli_env, run_trainyard
+from tests.support.waiting import until_finished
 
 # Two configurations x three seeds on a slice of MNIST: seconds a run.
 SMALL = {"train_samples": 3000, "epochs": 2}
-
-
-def finished(client: Client, study_id: int, timeout: float = 240) -> dict[str, Any]:
-    return wait_for(
-        lambda: (s := client.study(study_id))["status"] not in ("queued", "running") and s,
-        timeout,
-        interval=0.5,
-        what=f"study {study_id}",
-    )
 
 
 def assert_summary_is_honest(summary: dict[str, Any], session: Session) -> None:
@@ -62,7 +59,7 @@ def test_a_study_through_the_api(
     study = client.submit_study(
         {"name": "api study", "params": SMALL, "grid": {"normalize": [True, False]}, "seeds": 3}
     )
-    summary = finished(client, study["id"])
+    [summary] = until_finished(client, study["id"], study=True)
     assert summary["status"] == "finished"
     assert_summary_is_honest(summary, session)
     verdict = summary["comparisons"][0]["verdict"]
@@ -75,14 +72,10 @@ def test_a_study_through_the_api(
 def test_a_study_through_the_cli(
     settings: Settings, worker: Settings, live_server: str, session: Session
 ) -> None:
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "cli.main", "study", "run", "--name", "cli study",
-            "--grid", "optimizer=adam,sgd", "-p", "train_samples=3000", "-p", "epochs=2",
-            "--seeds", "3", "--wait",
-        ],
-        cwd=ROOT, env={**settings_env(settings), "TRAINYARD_URL": live_server},
-        capture_output=True, text=True, timeout=300,
+    done = run_trainyard(
+        "study", "run", "--name", "cli study", "--grid", "optimizer=adam,sgd",
+        "-p", "train_samples=3000", "-p", "epochs=2", "--seeds", "3", "--wait",
+        env=cli_env(settings, live_server), timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     queued = re.search(r"study (\d+) queued", done.stderr)
@@ -94,11 +87,7 @@ def test_a_study_through_the_cli(
     assert "Welch" in lines[-1]
     summary = Client(live_server).study(study_id)
     assert_summary_is_honest(summary, session)
-    shown = subprocess.run(
-        [sys.executable, "-m", "cli.main", "study", "show", str(study_id)],
-        cwd=ROOT, env={**settings_env(settings), "TRAINYARD_URL": live_server},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    shown = run_trainyard("study", "show", str(study_id), env=cli_env(settings, live_server))
     assert shown.returncode == 0 and summary["comparisons"][0]["verdict"] in shown.stdout
 
 
@@ -117,10 +106,10 @@ def test_a_study_in_the_browser(
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"/studies/\d+$"))
     study_id = int(page.url.rsplit("/", 1)[1])
-    page.evaluate("window.__sameDocument = true")
+    mark_loaded(page)
     # Live progress: the page follows the runs without a reload until the study is finished.
     page.wait_for_selector("#study-status:text('finished')", timeout=240_000)
-    assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
+    assert same_document(page), "the page reloaded"
     assert page.text_content("#study-progress") == "6 of 6 runs done"
     verdict = page.text_content("#comparisons-table td.verdict")
     summary = Client(live_server).study(study_id)
@@ -131,7 +120,7 @@ def test_a_study_in_the_browser(
                  .filter(d => d.kind === 'mean').map(d => d.data.length)"""
     )
     assert means == [2, 2]
-    page.screenshot(path=str(ROOT / "artifacts" / "screenshots" / "study.png"), full_page=True)
+    screenshot(page, "study.png")
     # More seeds, from the page.
     page.fill("#replicates-form input[name=seeds]", "1")
     page.click("#add-replicates")

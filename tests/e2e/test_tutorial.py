@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.domain.status import RunStatus
-from shared.store.queries import get_run
-from tests.support import wait_for
+from tests.support.app import submit_run
+from tests.support.waiting import until_finished
 
 TUTORIAL = {True: (0.9777, 0.0744, 0.005), False: (0.9285, 0.2898, 0.015)}
 # A fixed seed makes the CI figures repeatable; it is the first one `bench.tutorial_seeds` tries,
@@ -29,30 +29,16 @@ def test_the_quickstart_table_is_reproduced_through_the_queue(
     session: Session,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    ids = {}
-    for normalize in (True, False):
-        response = client.post(
-            "/api/runs",
-            json={
-                "name": f"quickstart normalize={normalize}",
-                "params": {"normalize": normalize, "seed": SEED},
-            },
+    ids = {
+        normalize: submit_run(
+            client, f"quickstart normalize={normalize}", normalize=normalize, seed=SEED
         )
-        assert response.status_code == 202
-        ids[normalize] = response.get_json()["id"]
-
-    def both_finished() -> bool:
-        session.expire_all()
-        return all(
-            get_run(session, i).status not in (RunStatus.QUEUED, RunStatus.RUNNING)
-            for i in ids.values()
-        )
-
-    wait_for(both_finished, 600, interval=1, what="the two quickstart runs")
-    results = {}
+        for normalize in (True, False)
+    }
+    runs = until_finished(session, *ids.values(), timeout=600, interval=1)
+    results = dict(zip(ids, runs, strict=True))
     lines = ["", "  normalize | test accuracy (tutorial) | test loss (tutorial) | seed | seconds"]
-    for normalize, run_id in ids.items():
-        run = get_run(session, run_id)
+    for normalize, run in results.items():
         assert run.status == RunStatus.SUCCEEDED, run.error
         assert (run.epochs, run.batch_size, run.train_samples, run.optimizer) == (
             5,
@@ -67,7 +53,6 @@ def test_the_quickstart_table_is_reproduced_through_the_queue(
             f"  {normalize!s:9} | {run.test_accuracy:.4f} ({accuracy})          | "
             f"{run.test_loss:.4f} ({loss})      | {run.seed} | {seconds:.0f}"
         )
-        results[normalize] = run
     with capsys.disabled():  # the figures belong in the CI log
         print("\n".join(lines))
     for normalize, run in results.items():

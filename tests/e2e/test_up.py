@@ -4,7 +4,6 @@ single-job worker per CPU."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -13,13 +12,14 @@ import urllib.request
 from pathlib import Path
 
 from shared.cpus import available_cpus
-from tests.support import ROOT, free_port, mnist_dir, wait_for
+from tests.support.machine import ROOT, mnist_dir
+from tests.support.processes import bare_env, free_port
+from tests.support.waiting import wait_for
 
 
 def test_up_runs_a_job_on_nothing_but_python_and_one_ctrl_c_stops_it(tmp_path: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINYARD_")}
-    env.update(
+    env = bare_env(
         TRAINYARD_HOME=str(tmp_path / "var"),
         TRAINYARD_DATA_DIR=str(mnist_dir()),
         TF_CPP_MIN_LOG_LEVEL="2",

@@ -15,7 +15,9 @@ from shared.domain.status import RunStatus
 from shared.ops.celery_config import TASK_NAME
 from shared.store.models import Epoch, Run
 from shared.store.queries import get_run
-from tests.support import mnist_dir, wait_for, worker_process
+from tests.support.machine import mnist_dir
+from tests.support.processes import worker_process
+from tests.support.waiting import wait_for
 from web.queue import make_producer
 
 FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
@@ -179,6 +181,6 @@ def test_a_cancelled_queued_run_never_starts(
 
 
 def _client_for(settings: Settings) -> FlaskClient:
-    from tests.support import create_test_app
+    from tests.support.app import create_test_app
 
     return create_test_app(settings).test_client()

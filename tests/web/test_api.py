@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
-from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import BaseModel
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
@@ -28,10 +23,12 @@ from shared.read.models import (
     WorkersOut,
 )
 from shared.store.migrate import upgrade
-from shared.store.models import Run
 from shared.store.workers import register_worker, stop_worker
 from tests.builders import EVALUATION, make_run
-from tests.support import create_test_app, postgres_server
+from tests.support.app import client_for, create_test_app
+from tests.support.machine import queued_messages
+from tests.support.runs import run_count
+from tests.support.servers import postgres_server
 
 TOKEN = "s3cret"
 
@@ -42,34 +39,9 @@ def as_json(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture()
-def queue_name(settings: Settings) -> Iterator[str]:
-    """A queue no worker reads, so the test can count the messages the API sent."""
-    name = f"trainyard-api-{uuid.uuid4().hex[:8]}"
-    yield name
-    redis.Redis.from_url(settings.broker_url).delete(name)
-
-
-@pytest.fixture()
-def api(settings: Settings, queue_name: str) -> FlaskClient:
-    """A client of an app that sends its runs to `queue_name`."""
-    app = create_test_app(settings.with_overrides(queue=queue_name))
-    return app.test_client()
-
-
-@pytest.fixture()
-def secured(settings: Settings, queue_name: str) -> FlaskClient:
-    """A client of an app with an API token set."""
-    app: Flask = create_test_app(settings.with_overrides(queue=queue_name, api_token=TOKEN))
-    return app.test_client()
-
-
-def messages(settings: Settings, queue: str) -> int:
-    return int(redis.Redis.from_url(settings.broker_url).llen(queue))
-
-
-def count_runs(session: Session) -> int:
-    session.expire_all()
-    return int(session.scalar(select(func.count(Run.id))) or 0)
+def secured(idle: Settings) -> FlaskClient:
+    """A client of an app on the idle queue, with an API token set."""
+    return client_for(idle.with_overrides(api_token=TOKEN))
 
 
 def assert_error(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
@@ -82,7 +54,7 @@ def assert_error(response: Any, status: int, field: str | None = None) -> dict[s
 
 
 def test_submit_answers_202_with_location_and_sends_one_message(
-    api: FlaskClient, settings: Settings, queue_name: str
+    api: FlaskClient, idle: Settings
 ) -> None:
     response = api.post("/api/runs", json={"name": "tiny", "params": {"epochs": 2}})
     assert response.status_code == 202
@@ -90,11 +62,11 @@ def test_submit_answers_202_with_location_and_sends_one_message(
     assert response.headers["Location"] == f"/api/runs/{run['id']}"
     assert run["status"] == "queued" and run["queue_position"] == 1
     assert run["params"]["epochs"] == 2 and run["params"]["seed"] is not None
-    assert messages(settings, queue_name) == 1
+    assert queued_messages(idle) == 1
 
 
 def test_retry_with_the_same_idempotency_key_makes_one_run_and_one_message(
-    api: FlaskClient, settings: Settings, session: Session, queue_name: str
+    api: FlaskClient, idle: Settings, session: Session
 ) -> None:
     body = {"params": {"epochs": 1, "train_samples": 500}}
     headers = {"Idempotency-Key": "batch-7"}
@@ -104,11 +76,11 @@ def test_retry_with_the_same_idempotency_key_makes_one_run_and_one_message(
     assert again.get_json()["id"] == first.get_json()["id"]
     assert again.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers
-    assert count_runs(session) == 1
-    assert messages(settings, queue_name) == 1
+    assert run_count(session) == 1
+    assert queued_messages(idle) == 1
     changed = api.post("/api/runs", json={"params": {"epochs": 2}}, headers=headers)
     assert_error(changed, 409, "Idempotency-Key")
-    assert count_runs(session) == 1
+    assert run_count(session) == 1
 
 
 @pytest.mark.parametrize(
@@ -130,7 +102,7 @@ def test_submit_rejects_invalid_bodies_with_422_naming_the_field(
     api: FlaskClient, session: Session, body: dict[str, Any], field: str
 ) -> None:
     assert_error(api.post("/api/runs", json=body), 422, field)
-    assert count_runs(session) == 0
+    assert run_count(session) == 0
 
 
 def test_submit_accepts_integral_floats_for_integers(api: FlaskClient) -> None:
@@ -150,15 +122,15 @@ def test_bad_bodies_get_400_413_415(api: FlaskClient, settings: Settings) -> Non
 
 
 def test_writes_need_the_token_when_one_is_set(
-    secured: FlaskClient, session: Session, settings: Settings, queue_name: str
+    secured: FlaskClient, session: Session, idle: Settings
 ) -> None:
     run = make_run(session, epochs=1)
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
         assert_error(secured.post("/api/runs", json={}, headers=headers), 401, "Authorization")
         assert_error(secured.post(f"/api/runs/{run.id}/cancel", json={}, headers=headers), 401)
         assert_error(secured.post(f"/api/runs/{run.id}/clone", json={}, headers=headers), 401)
-    assert count_runs(session) == 1
-    assert messages(settings, queue_name) == 0
+    assert run_count(session) == 1
+    assert queued_messages(idle) == 0
     session.refresh(run)
     assert run.status == RunStatus.QUEUED
     good = {"Authorization": f"Bearer {TOKEN}"}
@@ -220,7 +192,7 @@ def test_cancel_a_queued_run_then_409_once_finished(api: FlaskClient, session: S
 
 
 def test_clone_copies_params_applies_overrides_and_draws_a_new_seed(
-    api: FlaskClient, session: Session, settings: Settings, queue_name: str
+    api: FlaskClient, session: Session, idle: Settings
 ) -> None:
     source = make_run(session, name="base", status=RunStatus.FAILED, hidden_units=64, seed=7)
     response = api.post(f"/api/runs/{source.id}/clone", json={"params": {"dropout": 0.5}})
@@ -236,7 +208,7 @@ def test_clone_copies_params_applies_overrides_and_draws_a_new_seed(
     assert same_seed.get_json()["params"]["seed"] == 7 and same_seed.get_json()["name"] == "again"
     assert api.post(f"/api/runs/{source.id}/clone", json={}).status_code == 202  # an empty body
     assert_error(api.post(f"/api/runs/{source.id}/clone"), 415, "Content-Type")  # no JSON at all
-    assert messages(settings, queue_name) == 3
+    assert queued_messages(idle) == 3
     assert_error(
         api.post(f"/api/runs/{source.id}/clone", json={"params": {"epochs": 0}}),
         422,
@@ -332,14 +304,13 @@ def test_wrong_method_is_405_with_allow(api: FlaskClient) -> None:
 
 
 def test_an_unreachable_store_is_a_503_to_retry_and_nothing_is_queued(
-    settings: Settings, queue_name: str
+    idle: Settings,
 ) -> None:
     """The database restarts or fails over under the web app: every request is a 503 with
     Retry-After, not a 500, and a submit sends nothing; once it is back, all answer again."""
     with postgres_server() as postgres:
         upgrade(postgres.url)
-        on_it = settings.with_overrides(database_url=postgres.url, queue=queue_name)
-        client = create_test_app(on_it).test_client()
+        client = client_for(idle.with_overrides(database_url=postgres.url))
         assert client.get("/api/runs").status_code == 200
         postgres.crash()
         for response in (
@@ -351,7 +322,7 @@ def test_an_unreachable_store_is_a_503_to_retry_and_nothing_is_queued(
             assert response.headers["Retry-After"] == "5"
         page = client.get("/runs")
         assert page.status_code == 503 and "unreachable" in page.get_data(as_text=True)
-        assert messages(settings, queue_name) == 0
+        assert queued_messages(idle) == 0
         postgres.start()
         assert client.post("/api/runs", json={"params": {"epochs": 1}}).status_code == 202
-        assert messages(settings, queue_name) == 1
+        assert queued_messages(idle) == 1

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from shared.domain.status import RunStatus
 from shared.store.workers import register_worker
 from tests.builders import make_run
-from tests.support import decode_png, find, page, run_ids
+from tests.support.pages import decode_png, find, page, run_ids
 from web.digits import png_from_pixels
 
 

@@ -3,25 +3,53 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session
 
-from bench.runs_pages import seed_store
+from shared.config import Settings
 from shared.domain.status import RunStatus
+from shared.store.engine import Store
+from shared.store.migrate import upgrade
 from shared.store.models import Epoch, Run
-from tests.support import find, page, run_ids
+from tests.support.app import client_for
+from tests.support.machine import empty_database
+from tests.support.pages import find, page, run_ids
+from tests.support.scale import seed_store
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """The module's store of 10,000 runs: settings on it, and the rows as seeded."""
+
+    settings: Settings
+    rows: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def seeded(migrated: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+    """A database of the module's own (PostgreSQL in the PostgreSQL tier), seeded once: the
+    tests only read it."""
+    with empty_database(tmp_path_factory.mktemp("scale")) as url:
+        upgrade(url)
+        store = Store(url)
+        try:
+            with store.session_scope() as session:
+                rows = seed_store(session)
+                assert session.scalar(select(func.count(Run.id))) == 10_000
+                assert session.scalar(select(func.count(Epoch.id))) == 200_000
+        finally:
+            store.close()
+        yield Seeded(migrated.with_overrides(database_url=url), rows)
 
 
 @pytest.fixture()
-def seeded(session: Session) -> list[dict[str, Any]]:
-    rows = seed_store(session)
-    assert session.scalar(select(func.count(Run.id))) == 10_000
-    assert session.scalar(select(func.count(Epoch.id))) == 200_000
-    return rows
+def client(seeded: Seeded) -> FlaskClient:
+    """A client of the app on the seeded store."""
+    return client_for(seeded.settings)
 
 
 @pytest.fixture()
@@ -50,18 +78,19 @@ def expected(rows: list[dict[str, Any]], keep: Any, sort: str) -> list[int]:
 
 
 def test_runs_page_filters_sorts_and_pages_10000_runs(
-    client: FlaskClient, seeded: list[dict[str, Any]], loaded_runs: list[int]
+    client: FlaskClient, seeded: Seeded, loaded_runs: list[int]
 ) -> None:
+    rows = seeded.rows
     html = page(client, "/runs")
     assert find(html, "small", id="runs-total")[0]["attrs"]["data-total"] == "10000"
-    assert run_ids(html) == sorted((r["id"] for r in seeded), reverse=True)[:25]
+    assert run_ids(html) == sorted((r["id"] for r in rows), reverse=True)[:25]
     assert "page 1 of 400" in html
     assert len(loaded_runs) == 25  # one page, never the whole table
 
     def keep(r: dict[str, Any]) -> bool:
         return r["optimizer"] == "sgd" and not r["normalize"] and r["hidden_units"] >= 128
 
-    want = expected(seeded, keep, "-test_accuracy")
+    want = expected(rows, keep, "-test_accuracy")
     query = "optimizer=sgd&normalize=false&hidden_units_min=128&sort=-test_accuracy&limit=50"
     html = page(client, f"/runs?{query}&page=2")
     assert find(html, "small", id="runs-total")[0]["attrs"]["data-total"] == str(len(want))
@@ -78,7 +107,7 @@ def test_runs_page_filters_sorts_and_pages_10000_runs(
     )
 
     ranged = expected(
-        seeded,
+        rows,
         lambda r: (
             r["test_accuracy"] is not None
             and 0.98 <= r["test_accuracy"] <= 0.985
@@ -94,7 +123,7 @@ def test_runs_page_filters_sorts_and_pages_10000_runs(
     assert run_ids(html) == ranged[:200]
 
     # Walking the pages of a filter lists every match exactly once, in order.
-    want = expected(seeded, lambda r: r["optimizer"] == "adam" and r["normalize"], "-hidden_units")
+    want = expected(rows, lambda r: r["optimizer"] == "adam" and r["normalize"], "-hidden_units")
     seen: list[int] = []
     for number in range(1, -(-len(want) // 200) + 1):
         url = f"/runs?optimizer=adam&normalize=true&sort=-hidden_units&limit=200&page={number}"
@@ -103,9 +132,9 @@ def test_runs_page_filters_sorts_and_pages_10000_runs(
 
 
 def test_compare_20_runs_among_10000(
-    client: FlaskClient, seeded: list[dict[str, Any]], loaded_runs: list[int]
+    client: FlaskClient, seeded: Seeded, loaded_runs: list[int]
 ) -> None:
-    done = [r for r in seeded if r["status"] == RunStatus.SUCCEEDED][-20:]
+    done = [r for r in seeded.rows if r["status"] == RunStatus.SUCCEEDED][-20:]
     ids = ",".join(str(r["id"]) for r in done)
     html = page(client, f"/compare?ids={ids}")
     assert len(set(loaded_runs)) == 20

@@ -11,33 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.config import Settings, stored_secret
 from shared.domain.status import RunStatus
 from shared.store.models import Run
 from tests.builders import make_run
-from tests.support import ROOT, create_test_app, csrf_token, find, form_data, web_process
+from tests.support.app import client_for, create_test_app
+from tests.support.machine import ROOT
+from tests.support.pages import csrf_token, find, form_data
+from tests.support.processes import web_process
+from tests.support.runs import run_count
 
 TOKEN = "s3cret-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def run_count(session: Session) -> int:
-    session.expire_all()
-    return session.scalar(select(func.count()).select_from(Run)) or 0
-
-
-@pytest.fixture()
-def idle(settings: Settings) -> Settings:
-    """Settings whose messages go to a queue no worker reads."""
-    settings = settings.with_overrides(queue=f"{settings.queue}-security")
-    redis.Redis.from_url(settings.broker_url).delete(settings.queue)
-    return settings
 
 
 def app_with(settings: Settings, **changes: Any) -> Flask:
@@ -324,16 +313,11 @@ def test_control_characters_in_names_are_refused(client: FlaskClient, name: str)
 
 def test_health_tells_anonymous_callers_which_check_failed_not_why(idle: Settings) -> None:
     down = idle.with_overrides(broker_url="redis://127.0.0.1:1/0", api_token=TOKEN)
-    client = create_test_app(down).test_client()
+    client = client_for(down)
     anonymous = client.get("/api/health").get_json()["checks"]["broker"]
     assert anonymous == {"ok": False, "detail": "unreachable"}
     detailed = client.get("/api/health", headers=BEARER).get_json()["checks"]["broker"]
     assert detailed["ok"] is False and "127.0.0.1" in detailed["detail"]
-
-
-@pytest.fixture()
-def csrf_app(idle: Settings) -> Flask:
-    return create_test_app(idle)
 
 
 def test_the_live_server_refuses_what_the_app_refuses(idle: Settings) -> None:

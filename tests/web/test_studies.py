@@ -8,7 +8,6 @@ import io
 import statistics
 
 import pytest
-import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from scipy import stats as scipy_stats
@@ -20,26 +19,11 @@ from shared.domain.status import RunStatus
 from shared.store.lease import claim, finish, record_epoch
 from shared.store.models import Run, Study
 from tests.builders import epoch_record
-from tests.support import create_test_app, csrf_token, find
+from tests.support.app import client_for
+from tests.support.machine import queued_messages
+from tests.support.pages import csrf_token, find
 
 NORMALIZATION = {"name": "norm", "grid": {"normalize": [True, False]}, "seeds": 3}
-
-
-@pytest.fixture()
-def idle(settings: Settings) -> Settings:
-    """Settings whose messages go to a queue no worker reads, so they can be counted."""
-    idle = settings.with_overrides(queue=f"{settings.queue}-studies")
-    redis.Redis.from_url(idle.broker_url).delete(idle.queue)
-    return idle
-
-
-@pytest.fixture()
-def api(idle: Settings) -> FlaskClient:
-    return create_test_app(idle).test_client()
-
-
-def messages(settings: Settings) -> int:
-    return redis.Redis.from_url(settings.broker_url).llen(settings.queue)
 
 
 def train(session: Session, accuracies: dict[int, float], failed: set[int] = frozenset()) -> None:
@@ -74,7 +58,7 @@ def test_a_study_queues_its_runs_with_one_message_each(
     assert [(r.config, r.normalize) for r in runs] == [(0, True)] * 3 + [(1, False)] * 3
     seeds = [r.seed for r in runs]
     assert seeds[:3] == seeds[3:] == [seeds[0], seeds[0] + 1, seeds[0] + 2]
-    assert all(r.study_id == study["id"] for r in runs) and messages(idle) == 6
+    assert all(r.study_id == study["id"] for r in runs) and queued_messages(idle) == 6
     listed = api.get(f"/api/runs?study_id={study['id']}").get_json()
     assert listed["total"] == 6 and listed["runs"][0]["study_id"] == study["id"]
 
@@ -127,7 +111,7 @@ def test_cancel_replicates_and_the_csv(api: FlaskClient, idle: Settings, session
     study_id = api.post("/api/studies", json={**NORMALIZATION, "name": "=cmd()"}).get_json()["id"]
     more = api.post(f"/api/studies/{study_id}/replicates", json={"seeds": 2})
     assert more.status_code == 202 and more.get_json()["replicates"] == 5
-    assert more.get_json()["runs"] == 10 and messages(idle) == 10
+    assert more.get_json()["runs"] == 10 and queued_messages(idle) == 10
     seeds = sorted({r.seed for r in session.scalars(select(Run).where(Run.study_id == study_id))})
     assert seeds == list(range(seeds[0], seeds[0] + 5))
     table = api.get(f"/api/studies/{study_id}/runs?format=csv")
@@ -165,11 +149,11 @@ def test_bad_studies_are_refused_and_queue_nothing(
     answer = api.post("/api/studies", json=body)
     assert answer.status_code == status, answer.get_json()
     assert any(key.startswith(field) for key in answer.get_json()["error"]["fields"])
-    assert session.scalars(select(Study)).all() == [] and messages(idle) == 0
+    assert session.scalars(select(Study)).all() == [] and queued_messages(idle) == 0
 
 
 def test_a_study_beyond_the_queue_room_is_429(idle: Settings, session: Session) -> None:
-    client = create_test_app(idle.with_overrides(max_queued_runs=5)).test_client()
+    client = client_for(idle.with_overrides(max_queued_runs=5))
     answer = client.post("/api/studies", json=NORMALIZATION)
     assert answer.status_code == 429 and "Retry-After" in answer.headers
     assert session.scalars(select(Run)).all() == []
@@ -184,15 +168,10 @@ def test_missing_studies_are_404(api: FlaskClient) -> None:
 # The pages.
 
 
-@pytest.fixture()
-def pages(idle: Settings) -> Flask:
-    return create_test_app(idle)  # CSRF on, as in a browser
-
-
 def test_the_normalization_preset_queues_the_tutorials_table_with_replicates(
-    pages: Flask, idle: Settings, session: Session
+    csrf_app: Flask, idle: Settings, session: Session
 ) -> None:
-    client = pages.test_client()
+    client = csrf_app.test_client()
     form = client.get("/studies/new?preset=normalization").get_data(as_text=True)
     assert find(form, "input", name="vary_normalize")[0]["attrs"]["value"] == "true, false"
     assert find(form, "input", name="seeds")[0]["attrs"]["value"] == "4"
@@ -211,18 +190,18 @@ def test_the_normalization_preset_queues_the_tutorials_table_with_replicates(
         4,
         2,
     )
-    assert messages(idle) == 8 and study.base_params == {}
+    assert queued_messages(idle) == 8 and study.base_params == {}
 
 
 def test_the_study_page_shows_figures_verdicts_and_adds_replicates(
-    pages: Flask, api: FlaskClient, idle: Settings, session: Session
+    csrf_app: Flask, api: FlaskClient, idle: Settings, session: Session
 ) -> None:
     study_id = api.post("/api/studies", json=NORMALIZATION).get_json()["id"]
     ids = [
         r.id for r in session.scalars(select(Run).where(Run.study_id == study_id).order_by(Run.id))
     ]
     train(session, dict(zip(ids, [0.977, 0.979, 0.976, 0.931, 0.936, 0.929], strict=True)))
-    client = pages.test_client()
+    client = csrf_app.test_client()
     page = client.get(f"/studies/{study_id}").get_data(as_text=True)
     verdicts = [cell["text"] for cell in find(page, "td", **{"class": "verdict"})]
     assert verdicts[0].startswith("raw pixels: test accuracy -4.5 points")
@@ -232,12 +211,12 @@ def test_the_study_page_shows_figures_verdicts_and_adds_replicates(
         f"/studies/{study_id}/replicates", data={"csrf_token": token, "seeds": "2"}
     )
     assert answer.status_code == 302
-    assert session.get(Study, study_id).replicates == 5 and messages(idle) == 6 + 4
+    assert session.get(Study, study_id).replicates == 5 and queued_messages(idle) == 6 + 4
     assert client.get("/studies").status_code == 200
 
 
-def test_the_form_explains_a_bad_study_beside_it(pages: Flask, session: Session) -> None:
-    client = pages.test_client()
+def test_the_form_explains_a_bad_study_beside_it(csrf_app: Flask, session: Session) -> None:
+    client = csrf_app.test_client()
     answer = client.post(
         "/studies/new",
         data={"csrf_token": csrf_token(client, "/studies/new"), "mode": "grid", "seeds": "2",

@@ -12,44 +12,18 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.domain.params import Hyperparams
 from shared.domain.status import RunStatus
 from shared.store.models import Run
-from tests.support import create_test_app, csrf_token, form_data, web_process
-
-
-def queued_messages(settings: Settings) -> int:
-    return redis.Redis.from_url(settings.broker_url).llen(settings.queue)
-
-
-def run_count(session: Session) -> int:
-    session.expire_all()
-    return session.scalar(select(func.count()).select_from(Run)) or 0
-
-
-@pytest.fixture()
-def queue(settings: Settings) -> Settings:
-    """The test's settings on a queue of its own that no worker listens to, emptied."""
-    idle = settings.with_overrides(queue=f"{settings.queue}-idle")
-    redis.Redis.from_url(idle.broker_url).delete(idle.queue)
-    return idle
-
-
-@pytest.fixture()
-def csrf_app(queue: Settings) -> Flask:
-    return create_test_app(queue)  # CSRF stays on
-
-
-@pytest.fixture()
-def client(queue: Settings) -> FlaskClient:
-    """An API client whose messages go to the idle queue, where they can be counted."""
-    app = create_test_app(queue)
-    app.config["WTF_CSRF_ENABLED"] = False
-    return app.test_client()
+from tests.support.app import client_for
+from tests.support.machine import queued_messages
+from tests.support.pages import csrf_token, form_data
+from tests.support.processes import web_process
+from tests.support.runs import run_count
 
 
 def test_the_form_shows_every_hyperparameter_with_its_default(csrf_app: Flask) -> None:
@@ -67,7 +41,7 @@ def test_the_form_shows_every_hyperparameter_with_its_default(csrf_app: Flask) -
 
 
 def test_a_valid_form_queues_one_run_and_one_message(
-    csrf_app: Flask, session: Session, queue: Settings
+    csrf_app: Flask, session: Session, idle: Settings
 ) -> None:
     client = csrf_app.test_client()
     response = client.post(
@@ -82,18 +56,18 @@ def test_a_valid_form_queues_one_run_and_one_message(
         False,
         RunStatus.QUEUED,
     )
-    assert run.task_id and queued_messages(queue) == 1
-    body = json.loads(redis.Redis.from_url(queue.broker_url).lindex(queue.queue, 0))
+    assert run.task_id and queued_messages(idle) == 1
+    body = json.loads(redis.Redis.from_url(idle.broker_url).lindex(idle.queue, 0))
     assert body["headers"]["task"] == "trainyard.train_run"
     assert body["content-type"] == "application/json"
 
 
 def test_the_form_refuses_a_post_without_its_csrf_token(
-    csrf_app: Flask, session: Session, queue: Settings
+    csrf_app: Flask, session: Session, idle: Settings
 ) -> None:
     response = csrf_app.test_client().post("/runs/new", data=form_data("forged"))
     assert response.status_code in (400, 422)
-    assert run_count(session) == 0 and queued_messages(queue) == 0
+    assert run_count(session) == 0 and queued_messages(idle) == 0
 
 
 @pytest.mark.parametrize(
@@ -114,7 +88,7 @@ def test_the_form_refuses_a_post_without_its_csrf_token(
     ],
 )
 def test_each_invalid_field_gets_its_own_error_and_nothing_is_queued(
-    csrf_app: Flask, session: Session, queue: Settings, field: str, value: str, reason: str
+    csrf_app: Flask, session: Session, idle: Settings, field: str, value: str, reason: str
 ) -> None:
     client = csrf_app.test_client()
     response = client.post("/runs/new", data=form_data(csrf_token(client), **{field: value}))
@@ -124,13 +98,13 @@ def test_each_invalid_field_gets_its_own_error_and_nothing_is_queued(
     assert block, f"{field} is marked in error"
     assert reason in block.group(1)
     assert page.count("has-error") == 1, "only the bad field is marked"
-    assert run_count(session) == 0 and queued_messages(queue) == 0
+    assert run_count(session) == 0 and queued_messages(idle) == 0
 
 
 def test_the_api_queues_a_run_and_answers_with_its_location(
-    client: FlaskClient, session: Session, queue: Settings
+    api: FlaskClient, session: Session, idle: Settings
 ) -> None:
-    response = client.post(
+    response = api.post(
         "/api/runs", json={"name": "api", "params": {"epochs": 2, "normalize": False}}
     )
     assert response.status_code == 202
@@ -158,11 +132,11 @@ def test_the_api_queues_a_run_and_answers_with_its_location(
         "error",
     ):
         assert key in body
-    assert client.get(response.headers["Location"]).get_json()["id"] == body["id"]
-    listing = client.get("/api/runs").get_json()
+    assert api.get(response.headers["Location"]).get_json()["id"] == body["id"]
+    listing = api.get("/api/runs").get_json()
     assert [r["id"] for r in listing["runs"]] == [body["id"]] and listing["total"] == 1
     assert listing["runs"][0]["queue_position"] == 1
-    assert run_count(session) == 1 and queued_messages(queue) == 1
+    assert run_count(session) == 1 and queued_messages(idle) == 1
 
 
 @pytest.mark.parametrize(
@@ -183,32 +157,32 @@ def test_the_api_queues_a_run_and_answers_with_its_location(
     ],
 )
 def test_each_bad_api_field_is_named_and_nothing_is_queued(
-    client: FlaskClient, session: Session, queue: Settings, body: Any, status: int, field: str
+    api: FlaskClient, session: Session, idle: Settings, body: Any, status: int, field: str
 ) -> None:
-    response = client.post("/api/runs", json=body)
+    response = api.post("/api/runs", json=body)
     assert response.status_code == status
     error = response.get_json()["error"]
     assert field in error["fields"], error
     assert error["message"] and error["code"]
-    assert run_count(session) == 0 and queued_messages(queue) == 0
+    assert run_count(session) == 0 and queued_messages(idle) == 0
 
 
 def test_non_json_and_malformed_and_oversized_bodies(
-    client: FlaskClient, session: Session, queue: Settings
+    api: FlaskClient, session: Session, idle: Settings
 ) -> None:
-    assert client.post("/api/runs", data="epochs=3", content_type="text/plain").status_code == 415
-    malformed = client.post("/api/runs", data="{not json", content_type="application/json")
+    assert api.post("/api/runs", data="epochs=3", content_type="text/plain").status_code == 415
+    malformed = api.post("/api/runs", data="{not json", content_type="application/json")
     assert malformed.status_code == 400 and "body" in malformed.get_json()["error"]["fields"]
-    huge = client.post(
+    huge = api.post(
         "/api/runs", data=json.dumps({"name": "x" * 70000}), content_type="application/json"
     )
     assert huge.status_code == 413 and huge.get_json()["error"]["code"] == "payload_too_large"
-    assert run_count(session) == 0 and queued_messages(queue) == 0
+    assert run_count(session) == 0 and queued_messages(idle) == 0
 
 
-def test_missing_runs_are_404_in_the_one_error_shape(client: FlaskClient) -> None:
+def test_missing_runs_are_404_in_the_one_error_shape(api: FlaskClient) -> None:
     for path in ("/api/runs/999", "/api/runs/999/metrics"):
-        response = client.get(path)
+        response = api.get(path)
         assert response.status_code == 404
         assert set(response.get_json()["error"]) == {"code", "message", "fields"}
 
@@ -216,9 +190,7 @@ def test_missing_runs_are_404_in_the_one_error_shape(client: FlaskClient) -> Non
 def test_an_unreachable_broker_fails_the_run_instead_of_leaving_it_queued(
     settings: Settings, session: Session
 ) -> None:
-    broken = create_test_app(
-        settings.with_overrides(broker_url="redis://127.0.0.1:9/0")
-    ).test_client()
+    broken = client_for(settings.with_overrides(broker_url="redis://127.0.0.1:9/0"))
     response = broken.post("/api/runs", json={"params": {}})
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "broker_unavailable"
@@ -233,7 +205,7 @@ def test_the_embedded_broker_makes_its_folder_whatever_the_store(
     home = tmp_path / "fresh" / "home"
     embedded = settings.with_overrides(home=home, broker_url="")
     assert embedded.broker_url == f"sqla+sqlite:///{home / 'broker.db'}" and not home.exists()
-    response = create_test_app(embedded).test_client().post("/api/runs", json={})
+    response = client_for(embedded).post("/api/runs", json={})
     assert response.status_code == 202, response.get_json()
     assert (home / "broker.db").exists()
     assert session.get(Run, response.get_json()["id"]).status == RunStatus.QUEUED
@@ -253,13 +225,13 @@ def test_the_app_refuses_an_unmigrated_database(tmp_path: Any) -> None:
 
 
 def test_a_live_server_queues_valid_runs_and_rejects_bad_ones(
-    session: Session, queue: Settings
+    session: Session, idle: Settings
 ) -> None:
-    with web_process(queue) as url:
-        _exercise_live_server(url, session, queue)
+    with web_process(idle) as url:
+        _exercise_live_server(url, session, idle)
 
 
-def _exercise_live_server(live_server: str, session: Session, queue: Settings) -> None:
+def _exercise_live_server(live_server: str, session: Session, idle: Settings) -> None:
     def post(body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         request = urllib.request.Request(
             f"{live_server}/api/runs", data=json.dumps(body).encode(), method="POST",
@@ -273,7 +245,7 @@ def _exercise_live_server(live_server: str, session: Session, queue: Settings) -
 
     status, body, _ = post({"params": {"epochs": 500}})
     assert status == 422 and "params.epochs" in body["error"]["fields"]
-    assert run_count(session) == 0 and queued_messages(queue) == 0
+    assert run_count(session) == 0 and queued_messages(idle) == 0
     status, body, headers = post({"name": "live", "params": {"epochs": 1}})
     assert status == 202 and headers["Location"].endswith(f"/api/runs/{body['id']}")
-    assert run_count(session) == 1 and queued_messages(queue) == 1
+    assert run_count(session) == 1 and queued_messages(idle) == 1

@@ -11,7 +11,7 @@ import pytest
 
 from shared.config import Settings
 from shared.domain.errors import DatasetError
-from tests.support import mnist_dir
+from tests.support.machine import mnist_dir
 from worker.training.data import FILES, load_mnist, locate_mnist, parse_idx
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.support import mnist_dir
+from tests.support.machine import mnist_dir
 from worker.training.data import Mnist, load_mnist
 
 ROWS, BATCH, EPOCHS, SEED = 203, 37, 2, 5  # 6 batches an epoch, the last one of 18 rows

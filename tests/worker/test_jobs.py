@@ -18,12 +18,13 @@ from shared.domain.status import RunStatus
 from shared.store.engine import Store
 from shared.store.lease import claim, record_epoch
 from shared.store.models import Epoch, Run, TrainedModel, utcnow
-from shared.store.queries import get_run
 from shared.store.runs import request_cancel
 from shared.store.sweeps import take_back
 from shared.store.workers import register_worker
 from tests.builders import make_run
-from tests.support import REDIS_URL, wait_for
+from tests.support.machine import REDIS_URL
+from tests.support.runs import read_run
+from tests.support.waiting import wait_for
 from worker import jobs
 from worker.jobs import Outcome
 from worker.node import Node
@@ -46,11 +47,6 @@ def sent() -> Sent:
 def context(settings: Settings, store: Store, sent: Sent) -> WorkerContext:
     """This test process as a worker: the test's store, TensorFlow and MNIST loaded once."""
     return WorkerContext(settings, store, load_training(settings), sent)
-
-
-def read(session: Session, run_id: int) -> Run:
-    session.expire_all()
-    return get_run(session, run_id)
 
 
 @pytest.fixture()
@@ -78,7 +74,7 @@ def test_a_queued_run_is_trained_recorded_and_its_model_kept(
 ) -> None:
     run = make_run(session, train_samples=500, epochs=2)
     assert jobs.execute_run(context, run.id, "inline@test") == Outcome.SUCCEEDED
-    run = read(session, run.id)
+    run = read_run(session, run.id)
     assert run.status == RunStatus.SUCCEEDED and run.worker == "inline@test"
     assert [(e.epoch, e.attempt) for e in run.epoch_rows] == [(1, 1), (2, 1)]
     assert run.evaluation is not None and run.checkpoint is None
@@ -91,7 +87,7 @@ def test_only_queued_runs_are_trained(context: WorkerContext, session: Session) 
     held = make_run(session, status=RunStatus.RUNNING, worker="other@host", epochs_done=1)
     for run_id in (done.id, held.id, 424242):
         assert jobs.execute_run(context, run_id, "inline@test") == Outcome.SKIPPED
-    after = read(session, held.id)
+    after = read_run(session, held.id)
     assert (after.status, after.worker, after.attempt) == (RunStatus.RUNNING, "other@host", 1)
 
 
@@ -116,11 +112,11 @@ def test_a_run_taken_back_resumes_after_its_last_epoch_as_if_never_stopped(
     session.execute(
         update(Run).where(Run.id == run.id).values(lease_expires_at=utcnow() - timedelta(1))
     )
-    assert take_back(session, read(session, run.id), "host lost", max_attempts=3)
+    assert take_back(session, read_run(session, run.id), "host lost", max_attempts=3)
     session.commit()
 
     assert jobs.execute_run(context, run.id, "inline@test") == Outcome.SUCCEEDED
-    resumed, reference = read(session, run.id), read(session, whole.id)
+    resumed, reference = read_run(session, run.id), read_run(session, whole.id)
     assert [(e.epoch, e.attempt) for e in resumed.epoch_rows] == [(1, 1), (2, 2), (3, 2)]
     assert resumed.lost_attempts[0]["reason"] == "host lost"
     # Stateless per-epoch randomness: the resumed run is the uninterrupted one, figure for figure.
@@ -135,19 +131,19 @@ def test_an_attempt_that_lost_its_lease_stops_and_writes_nothing_more(
 ) -> None:
     run = make_run(session, train_samples=20000, epochs=30, seed=3)
     outcome = start(background, context, run.id)
-    wait_for(lambda: read(session, run.id).epochs_done >= 1, 120, what="the first epoch")
+    wait_for(lambda: read_run(session, run.id).epochs_done >= 1, 120, what="the first epoch")
     # A sweep decides the holder is gone, and another worker claims the run.
     session.execute(
         update(Run).where(Run.id == run.id).values(lease_expires_at=utcnow() - timedelta(1))
     )
-    assert take_back(session, read(session, run.id), "frozen", max_attempts=3)
+    assert take_back(session, read_run(session, run.id), "frozen", max_attempts=3)
     session.commit()
     taken = utcnow()
     assert claim(session, run.id, "other@host", pid=2, seconds=60) is not None
     session.commit()
     wait_for(lambda: outcome, 30, what="the old attempt to stop")
     assert outcome == [Outcome.LOST]
-    after = read(session, run.id)
+    after = read_run(session, run.id)
     assert (after.status, after.worker, after.attempt) == (RunStatus.RUNNING, "other@host", 2)
     late = session.scalars(
         select(Epoch).where(Epoch.run_id == run.id, Epoch.recorded_at > taken)
@@ -160,13 +156,13 @@ def test_cancel_stops_a_running_job_within_two_seconds_and_no_epoch_after(
 ) -> None:
     run = make_run(session, train_samples=60000, epochs=30, seed=4)
     outcome = start(background, context, run.id)
-    wait_for(lambda: read(session, run.id).epochs_done >= 1, 120, what="the first epoch")
+    wait_for(lambda: read_run(session, run.id).epochs_done >= 1, 120, what="the first epoch")
     request_cancel(session, run.id)
     session.commit()
     accepted, asked = utcnow(), time.monotonic()
     wait_for(lambda: outcome, 10, interval=0.05, what="the job to stop")
     took = time.monotonic() - asked
-    after = read(session, run.id)
+    after = read_run(session, run.id)
     assert outcome == [Outcome.CANCELLED] and after.status == RunStatus.CANCELLED
     assert took < 2.0, f"cancel took {took:.2f} s"
     assert all(e.recorded_at <= accepted for e in after.epoch_rows)
@@ -178,11 +174,11 @@ def test_handover_puts_the_run_back_with_its_checkpoint_and_a_new_message(
 ) -> None:
     run = make_run(session, train_samples=60000, epochs=30, seed=5)
     outcome = start(background, context, run.id)
-    wait_for(lambda: read(session, run.id).epochs_done >= 1, 120, what="the first epoch")
+    wait_for(lambda: read_run(session, run.id).epochs_done >= 1, 120, what="the first epoch")
     session.execute(update(Run).where(Run.id == run.id).values(handover_requested=True))
     session.commit()
     wait_for(lambda: outcome, 10, interval=0.05, what="the job to hand over")
-    after = read(session, run.id)
+    after = read_run(session, run.id)
     assert outcome == [Outcome.HANDED_OVER]
     assert after.status == RunStatus.QUEUED and after.lost_attempts == []
     assert after.checkpoint is not None and after.checkpoint.epoch == after.epochs_done
@@ -207,9 +203,9 @@ def test_a_stopping_node_claims_nothing_more_and_passes_each_message_on(
     Node("inline@test", settings, store, sent).hand_over()  # SIGTERM
     assert jobs.execute_run(context, queued.id, "inline@test") == Outcome.SKIPPED
     assert sent == [(queued.id, "training")]
-    after = read(session, queued.id)
+    after = read_run(session, queued.id)
     assert (after.status, after.attempt) == (RunStatus.QUEUED, 0)
-    assert read(session, held.id).handover_requested
+    assert read_run(session, held.id).handover_requested
     # Another node takes it; so does this one once it starts again (registered anew).
     assert claim(session, queued.id, "other@test", 2, 30, node_pid=os.getpid()) is not None
     register_worker(session, "inline@test", "host", os.getpid(), 1)
@@ -226,7 +222,7 @@ def test_a_missing_dataset_fails_the_run_with_the_reason(
         WorkerContext(context.settings, context.store, broken, context.send), run.id, "w@test"
     )
     assert outcome == Outcome.FAILED
-    assert "missing from /nowhere" in (read(session, run.id).error or "")
+    assert "missing from /nowhere" in (read_run(session, run.id).error or "")
 
 
 def test_the_node_takes_back_the_runs_of_its_dead_children_at_once(
@@ -237,9 +233,9 @@ def test_the_node_takes_back_the_runs_of_its_dead_children_at_once(
     other = make_run(session, status=RunStatus.RUNNING, worker="other@test")
     assert node.sweep(look_at_broker=False) == [dead.id]
     assert sent == [(dead.id, "training")]
-    assert read(session, dead.id).status == RunStatus.QUEUED
-    assert "pool process 0 died" in read(session, dead.id).lost_attempts[0]["reason"]
-    assert read(session, other.id).status == RunStatus.RUNNING  # its lease is still good
+    assert read_run(session, dead.id).status == RunStatus.QUEUED
+    assert "pool process 0 died" in read_run(session, dead.id).lost_attempts[0]["reason"]
+    assert read_run(session, other.id).status == RunStatus.RUNNING  # its lease is still good
 
 
 def test_the_node_resends_messages_the_broker_lost_once(

@@ -12,7 +12,7 @@ import pytest
 
 from shared.domain.lease import EpochRecord
 from shared.domain.params import Hyperparams
-from tests.support import mnist_dir
+from tests.support.machine import mnist_dir
 from worker.training.data import Mnist, load_mnist
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from shared.domain.status import RunStatus
 from shared.ops import dbroles
@@ -25,25 +25,15 @@ from shared.store.migrate import check_schema, upgrade
 from shared.store.models import Epoch, Run
 from shared.store.workers import register_worker
 from tests.builders import EVALUATION, make_run
-from tests.support import PG_SERVER, ROOT, free_port
+from tests.support.machine import PG_SERVER, ROOT, postgres_problem
+from tests.support.processes import free_port
 
 INSUFFICIENT_PRIVILEGE = "42501"
 PASSWORD = "pw'with\"quotes:%s;--"  # what a careless quoting would break on
 
 
-def server_problem() -> str | None:
-    engine = create_engine(PG_SERVER, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect():
-            return None
-    except OperationalError as exc:
-        return f"no PostgreSQL at {make_url(PG_SERVER).render_as_string()}: {exc.orig}"
-    finally:
-        engine.dispose()
-
-
 pytestmark = pytest.mark.skipif(
-    (problem := server_problem()) is not None, reason=problem or "PostgreSQL is reachable"
+    (problem := postgres_problem()) is not None, reason=problem or "PostgreSQL is reachable"
 )
 
 

@@ -18,7 +18,7 @@ def _field_for(name: str) -> Field:
     label = name.replace("_", " ")
     kwargs: dict[str, Any] = {"description": info.description, "default": info.default}
     if name == "optimizer":
-        return SelectField(label, choices=[(o, o) for o in OPTIMIZERS], **kwargs)
+        return SelectField(label, choices=list(OPTIMIZERS), **kwargs)
     if name == "normalize":
         return BooleanField(label, **kwargs)
     if info.annotation is float:

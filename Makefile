@@ -12,7 +12,8 @@ endif
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 WORKERS ?= 2
 
-.PHONY: install up test test-sqlite test-postgres test-compose lock lint format cluster bench vendor clean
+.PHONY: install up test test-alongside test-fast test-e2e test-sqlite test-postgres test-compose lock lint \
+	format cluster bench vendor clean
 
 install: $(VENV)/.installed
 
@@ -25,17 +26,58 @@ $(VENV)/.installed: pyproject.toml
 up: install
 	$(BIN)/trainyard up
 
-test: install lint test-sqlite test-postgres test-compose
+# The tiers (docs/development.md#tiers): `fast` runs in the test's own process on the real database
+# and Redis, `e2e` starts real processes (workers, gunicorn, the CLI, servers of its own), `compose`
+# runs the Docker cluster.
+FAST := not e2e and not compose
 
+# Everything CI runs: lint, the e2e tier with the fast tier alongside it, then the compose tier.
+test: install lint test-alongside test-compose
+
+test-fast: install
+	$(BIN)/pytest -m "$(FAST)"
+
+test-e2e: install
+	$(BIN)/pytest -m "e2e and not compose"
+
+# Both on SQLite, one after the other: every test but the compose tier's.
 test-sqlite: install
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not compose"
 
+# The store, API and page tests of the fast tier again, on a throwaway PostgreSQL database; the
+# tests that never touch the session's database are left out (they answered on SQLite already).
 test-postgres: install
-	TRAINYARD_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest tests/shared tests/web -m "not slow and not browser"
+	TRAINYARD_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest tests/shared tests/web -m "$(FAST)" \
+	  --only-store-tests
 
 # The image and the compose cluster as a user runs them (tests/compose/); skipped without Docker.
 test-compose: install
 	$(BIN)/pytest tests/compose -rA
+
+# The e2e tier in the foreground and, alongside it, the fast tier on SQLite then on PostgreSQL at
+# the lowest CPU priority, so the e2e tier's timings keep the CPU they need while the fast tiers
+# use what it leaves idle. They share nothing (each tier has its own database and queues). The
+# fast tiers write var/tests/TIER.log (and no pytest cache), shown once the e2e tier ends; any tier
+# failing fails this target.
+ALONGSIDE := fast postgres
+test-alongside: install
+	@mkdir -p var/tests && rm -f var/tests/*.log var/tests/*.status
+	@( for tier in $(ALONGSIDE); do \
+	     PYTEST_ADDOPTS="$$PYTEST_ADDOPTS -p no:cacheprovider" \
+	       nice -n 19 $(MAKE) --no-print-directory test-$$tier >var/tests/$$tier.log 2>&1; \
+	     echo $$? >var/tests/$$tier.status; \
+	   done ) & \
+	$(MAKE) --no-print-directory test-e2e; status=$$?; wait; \
+	for tier in $(ALONGSIDE); do \
+	  echo; echo "======== make test-$$tier (ran alongside the e2e tier, at nice 19) ========"; \
+	  cat var/tests/$$tier.log; \
+	done; \
+	echo; echo "make test-e2e: exit $$status"; \
+	for tier in $(ALONGSIDE); do \
+	  echo "make test-$$tier: exit $$(cat var/tests/$$tier.status)"; \
+	  [ "$$(cat var/tests/$$tier.status)" = 0 ] || status=1; \
+	done; \
+	exit $$status
 
 # requirements.lock: every package the image installs, pinned with hashes for Linux x86_64 and
 # CPython 3.11 (pyproject's dependencies and the flower extra). Keeps the pins that still fit;

@@ -5,6 +5,9 @@ TRAINYARD_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgre
 store to PostgreSQL: each test session creates a database of its own on that server and drops it
 after. TRAINYARD_TEST_BROKER_URL overrides the broker worker tests use (default: the local Redis).
 Fixtures only web tests use are in tests/web/conftest.py; the helpers are in tests/support/.
+
+`--only-store-tests` keeps the tests that use the session's database and deselects the rest: the
+PostgreSQL tier (`make test-postgres`) repeats only what can answer differently there.
 """
 
 from __future__ import annotations
@@ -27,6 +30,22 @@ from tests.support.app import create_test_app
 from tests.support.browser import CHROMIUM_ARGS
 from tests.support.machine import REDIS_URL, empty_database, mnist_dir
 from tests.support.processes import web_process, worker_process
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--only-store-tests",
+        action="store_true",
+        help="run only the tests that use the session's database (the PostgreSQL tier)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("only_store_tests"):
+        return
+    uses = {item: "database_url" in getattr(item, "fixturenames", ()) for item in items}
+    config.hook.pytest_deselected(items=[item for item in items if not uses[item]])
+    items[:] = [item for item in items if uses[item]]
 
 
 @pytest.fixture(scope="session")

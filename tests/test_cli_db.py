@@ -9,6 +9,8 @@ import pytest
 
 from tests.support.processes import bare_env, run_trainyard
 
+pytestmark = pytest.mark.e2e
+
 
 def trainyard(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`trainyard ARGS` on the embedded defaults, with its home folder in `home`."""

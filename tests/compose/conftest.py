@@ -1,6 +1,6 @@
 """The compose tier, and which runs ask for its cluster tests.
 
-The cluster tests (test_cluster_compose.py,
+Every test here is marked `compose`. The cluster tests (test_cluster_compose.py,
 test_rabbitmq_compose.py) build the image and run the stack for minutes, so a plain `pytest`
 skips them and says why; `make test-compose` (`pytest tests/compose`) runs them.
 """
@@ -29,5 +29,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     )
     for item in items:
         path = Path(item.path)
+        if HERE in path.parents:
+            item.add_marker(pytest.mark.compose)
         if path in CLUSTER_TESTS and not _asked_for(config, path):
             item.add_marker(skip)

@@ -303,6 +303,7 @@ def test_wrong_method_is_405_with_allow(api: FlaskClient) -> None:
     assert "GET" in response.headers["Allow"] and "POST" in response.headers["Allow"]
 
 
+@pytest.mark.e2e
 def test_an_unreachable_store_is_a_503_to_retry_and_nothing_is_queued(
     idle: Settings,
 ) -> None:

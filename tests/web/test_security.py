@@ -192,6 +192,7 @@ def test_the_stored_secret_is_made_once_private_and_shared(tmp_path: Path) -> No
     assert len({child.communicate()[0].strip() for child in children}) == 1
 
 
+@pytest.mark.e2e
 def test_a_hundred_form_posts_across_gunicorn_workers_never_fail_csrf(
     idle: Settings, tmp_path: Path
 ) -> None:
@@ -320,6 +321,7 @@ def test_health_tells_anonymous_callers_which_check_failed_not_why(idle: Setting
     assert detailed["ok"] is False and "127.0.0.1" in detailed["detail"]
 
 
+@pytest.mark.e2e
 def test_the_live_server_refuses_what_the_app_refuses(idle: Settings) -> None:
     """The same rules through gunicorn: a bodiless POST is 415, a cross-site one 403."""
     with web_process(idle) as url:

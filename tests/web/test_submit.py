@@ -224,6 +224,7 @@ def test_the_app_refuses_an_unmigrated_database(tmp_path: Any) -> None:
         create_app(empty)
 
 
+@pytest.mark.e2e
 def test_a_live_server_queues_valid_runs_and_rejects_bad_ones(
     session: Session, idle: Settings
 ) -> None:

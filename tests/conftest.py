@@ -26,7 +26,7 @@ from shared.config import Settings
 from shared.store.engine import Store
 from shared.store.migrate import upgrade
 from shared.store.models import Base
-from tests.support.app import create_test_app
+from tests.support.app import close_apps, create_test_app
 from tests.support.browser import CHROMIUM_ARGS
 from tests.support.machine import REDIS_URL, empty_database, mnist_dir
 from tests.support.processes import web_process, worker_process
@@ -46,6 +46,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     uses = {item: "database_url" in getattr(item, "fixturenames", ()) for item in items}
     config.hook.pytest_deselected(items=[item for item in items if not uses[item]])
     items[:] = [item for item in items if uses[item]]
+
+
+@pytest.fixture(autouse=True)
+def _close_apps() -> Iterator[None]:
+    """Close the apps a test made once it ends (tests/support/app.py)."""
+    yield
+    close_apps()
 
 
 @pytest.fixture(scope="session")

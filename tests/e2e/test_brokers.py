@@ -9,29 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from flask.testing import FlaskClient
 from kombu import Connection
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.domain.status import RunStatus
 from shared.ops.celery_config import celery_config
-from shared.store.models import Run
-from shared.store.queries import get_run
-from tests.support.app import create_test_app
-from tests.support.machine import RABBIT_URL, REDIS_URL
+from tests.support.app import client_for, submit_run
+from tests.support.machine import BROKERS, RABBIT_URL, broker_url
 from tests.support.processes import worker_process
-from tests.support.waiting import wait_for
-
-BROKERS = ("redis", "rabbitmq", "embedded")
-
-
-def broker_url(kind: str, tmp_path: Path) -> str:
-    return {
-        "redis": REDIS_URL,
-        "rabbitmq": RABBIT_URL,
-        "embedded": f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-    }[kind]
+from tests.support.runs import read_run
+from tests.support.waiting import until_finished, wait_for
 
 
 @pytest.fixture(params=BROKERS)
@@ -44,33 +32,27 @@ def on_broker(
     )
 
 
-def read(session: Session, run_id: int) -> Run:
-    session.expire_all()
-    return get_run(session, run_id)
-
-
 def test_a_run_goes_from_submit_to_succeeded_on_each_broker(
     on_broker: Settings, session: Session
 ) -> None:
-    client: FlaskClient = create_test_app(on_broker).test_client()
+    client = client_for(on_broker)
     with worker_process(on_broker, name="broker-worker"):
         latencies = []
         for seed in (1, 2, 3):
             began = time.monotonic()
-            run_id = client.post(
-                "/api/runs", json={"params": {"train_samples": 1000, "epochs": 1, "seed": seed}}
-            ).get_json()["id"]
+            run_id = submit_run(client, train_samples=1000, epochs=2, seed=seed)
             wait_for(
-                lambda run_id=run_id: read(session, run_id).status != RunStatus.QUEUED,
+                lambda run_id=run_id: read_run(session, run_id).status != RunStatus.QUEUED,
                 60,
                 interval=0.02,
                 what="the claim",
             )
             latencies.append(time.monotonic() - began)
-            wait_for(
-                lambda run_id=run_id: read(session, run_id).status.finished, 120, what="the run"
-            )
-            assert read(session, run_id).status == RunStatus.SUCCEEDED
+            [run] = until_finished(session, run_id, timeout=120)
+            assert run.status == RunStatus.SUCCEEDED, run.error
+            assert run.worker and run.worker.startswith("broker-worker@")
+            assert [e.epoch for e in run.epoch_rows] == [1, 2]
+            assert run.test_accuracy is not None and run.test_accuracy > 0.6  # chance is 0.1
     kind = on_broker.broker_url.split(":", 1)[0]
     print(f"\n{kind}: submit -> running in {', '.join(f'{s:.2f}' for s in latencies)} s")
     assert min(latencies) < 3.0
@@ -84,7 +66,7 @@ def test_rabbitmq_queues_are_durable_quorum_queues_with_publisher_confirms(
     )
     config = celery_config(rabbit)
     assert config["broker_transport_options"]["confirm_publish"] is True
-    client = create_test_app(rabbit).test_client()
+    client = client_for(rabbit)
     assert client.post("/api/runs", json={}).status_code == 202
     with Connection(RABBIT_URL) as connection:
         channel = connection.channel()

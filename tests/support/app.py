@@ -9,6 +9,10 @@ from flask.testing import FlaskClient
 
 from shared.config import Settings
 
+# Every app the tests made and have not closed: tests/conftest.py closes them after each test, or
+# their database and broker connections would be left open to the garbage collector.
+OPEN_APPS: list[Flask] = []
+
 
 def create_test_app(settings: Settings, csrf: bool = True) -> Flask:
     """The Flask app on these settings, in testing mode; `csrf=False` lets forms post without a
@@ -18,7 +22,16 @@ def create_test_app(settings: Settings, csrf: bool = True) -> Flask:
     application = create_app(settings)
     application.config["TESTING"] = True
     application.config["WTF_CSRF_ENABLED"] = csrf
+    OPEN_APPS.append(application)
     return application
+
+
+def close_apps() -> None:
+    """Close every app the tests made: its store's connections and its broker connections."""
+    while OPEN_APPS:
+        application = OPEN_APPS.pop()
+        application.extensions["trainyard.store"].close()
+        application.extensions["trainyard.dispatcher"].producer.close()
 
 
 def client_for(settings: Settings, csrf: bool = True) -> FlaskClient:

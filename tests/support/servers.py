@@ -167,11 +167,11 @@ class RabbitNode:
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "enabled_plugins").write_text("[].\n")
-        log = (self.folder / "server.log").open("ab")
-        self.process = subprocess.Popen(
-            ["rabbitmq-server"], env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+        with (self.folder / "server.log").open("ab") as log:  # the server keeps its own copy
+            self.process = subprocess.Popen(
+                ["rabbitmq-server"], env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
 
         def answering() -> bool:
             if self.process is not None and self.process.poll() is not None:

@@ -88,9 +88,11 @@ lock: install
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	  --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade) --quiet -o requirements.lock
 
+# ruff, then mypy in strict mode on shared/ and worker/ (pyproject.toml [tool.mypy]).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -139,7 +139,7 @@ class Settings:
             if getattr(self, setting.name) is not None
         }
 
-    def with_overrides(self, **changes: object) -> Settings:
+    def with_overrides(self, **changes: Any) -> Settings:
         """Return a copy with some settings changed."""
         return replace(self, **changes)
 

@@ -15,8 +15,8 @@ def cpu_quota(cgroup: Path = CGROUP) -> float | None:
     `cpu/cpu.cfs_quota_us` (-1 when unlimited) and `cpu/cpu.cfs_period_us`.
     """
     try:
-        quota, period = (cgroup / "cpu.max").read_text().split()
-        return None if quota == "max" else int(quota) / int(period)
+        quota_text, period_text = (cgroup / "cpu.max").read_text().split()
+        return None if quota_text == "max" else int(quota_text) / int(period_text)
     except (OSError, ValueError):
         pass
     try:

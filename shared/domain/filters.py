@@ -5,7 +5,7 @@ The schema only; `shared.store.queries` turns a query into SQL.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, Field, create_model
 
@@ -42,8 +42,12 @@ _ANY_STATUS = "(" + "|".join(RunStatus) + ")"
 STATUS_LIST = f"^{_ANY_STATUS}(,{_ANY_STATUS})*$"
 SORT_KEYS = (*SORT_FIELDS, *(f"-{name}" for name in SORT_FIELDS))
 MAX_LIMIT = 200
-PageNumber = query_int(1, 1_000_000)
-PageSize = query_int(1, MAX_LIMIT)
+if TYPE_CHECKING:  # to the type checker both are plain integers
+    PageNumber = int
+    PageSize = int
+else:
+    PageNumber = query_int(1, 1_000_000)
+    PageSize = query_int(1, MAX_LIMIT)
 
 
 def _sort_key(value: str) -> str:
@@ -103,7 +107,7 @@ def _param_filters() -> dict[str, Any]:
     for name, info in Hyperparams.model_fields.items():
         annotation = info.annotation
         base = int if annotation == int | None else annotation
-        kind = QUERY_TYPES.get(base, base)
+        kind: Any = QUERY_TYPES.get(base, base)
         fields[name] = (kind | None, Field(None, description=f"{name} equals this value."))
         if name in NUMERIC_PARAMS:
             fields[f"{name}_min"] = (kind | None, Field(None, description=f"{name} at least this."))

@@ -41,7 +41,7 @@ def _axes_schema(ranges: bool) -> Any:
         return {**values, "minItems": 1, "maxItems": MAX_VALUES, "uniqueItems": True}
 
     def replace(schema: dict[str, Any]) -> None:
-        described = {"type": "object", "properties": {n: axis(n) for n in VARIABLE}}
+        described: dict[str, Any] = {"type": "object", "properties": {n: axis(n) for n in VARIABLE}}
         described["additionalProperties"] = False
         if ranges:
             described["minProperties"] = 1

@@ -96,7 +96,8 @@ def _password_verifier(connection: Connection, role: str, password: str) -> str:
     if pgconn is None:
         return password
     # algorithm None: the server's password_encryption (scram-sha-256 unless set otherwise).
-    return pgconn.encrypt_password(password.encode(), role.encode(), None).decode()
+    encrypted: bytes = pgconn.encrypt_password(password.encode(), role.encode(), None)
+    return encrypted.decode()
 
 
 def _set_password(connection: Connection, role: str, password: str) -> None:

@@ -14,12 +14,13 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from shared.domain.lease import CancelRequested, EpochRecord, Lease, LeaseLost, Signals
 from shared.domain.status import RunStatus
+from shared.store.engine import rows_changed
 from shared.store.models import Checkpoint, Epoch, Evaluation, Run, TrainedModel, Worker, utcnow
 
 
@@ -66,7 +67,7 @@ def claim(
             error=None,
         )
     )
-    if result.rowcount != 1:
+    if rows_changed(result) != 1:
         return None
     # Our own UPDATE holds the row (or SQLite's write lock) until commit: this read is ours.
     attempt = session.scalar(select(Run.attempt).where(Run.id == run_id))
@@ -108,7 +109,7 @@ def _why_refused(session: Session, lease: Lease) -> Exception:
 def renew(session: Session, lease: Lease) -> Signals:
     """Extend the lease; return what the holder is asked to do. Raises LeaseLost."""
     result = session.execute(update(Run).where(_held(lease)).values(**_renewal(lease, utcnow())))
-    if result.rowcount != 1:
+    if rows_changed(result) != 1:
         raise LeaseLost(lease)
     cancel, handover = session.execute(
         select(Run.cancel_requested, Run.handover_requested).where(Run.id == lease.run_id)
@@ -119,7 +120,7 @@ def renew(session: Session, lease: Lease) -> Signals:
 def record_environment(session: Session, lease: Lease, environment: dict[str, str]) -> None:
     """Store the versions and dataset checksum that make the run reproducible. Raises LeaseLost."""
     values = {**environment, **_renewal(lease, utcnow())}
-    if session.execute(update(Run).where(_held(lease)).values(**values)).rowcount != 1:
+    if rows_changed(session.execute(update(Run).where(_held(lease)).values(**values))) != 1:
         raise LeaseLost(lease)
 
 
@@ -153,7 +154,7 @@ def record_epoch(
         .where(_held(lease), Run.cancel_requested.is_(False))
         .values(epochs_done=record.epoch, **_renewal(lease, now))
     )
-    if progressed.rowcount != 1:
+    if rows_changed(progressed) != 1:
         raise _why_refused(session, lease)
     row = {**dataclasses.asdict(record), "run_id": lease.run_id, "attempt": lease.attempt}
     _upsert(session, Epoch, ["run_id", "epoch"], {**row, "recorded_at": now})
@@ -180,7 +181,7 @@ def last_checkpoint(session: Session, run_id: int) -> Checkpoint | None:
 
 def drop_checkpoint(session: Session, run_id: int) -> None:
     """What every end of a run drops: its checkpoint (the final model is kept apart)."""
-    session.execute(Checkpoint.__table__.delete().where(Checkpoint.run_id == run_id))
+    session.execute(delete(Checkpoint).where(Checkpoint.run_id == run_id))
 
 
 def finish(
@@ -214,7 +215,7 @@ def finish(
             handover_requested=False,
         )
     )
-    if ended.rowcount != 1:
+    if rows_changed(ended) != 1:
         raise _why_refused(session, lease)
     drop_checkpoint(session, lease.run_id)
     if evaluation is not None:
@@ -248,7 +249,7 @@ def release(session: Session, lease: Lease) -> str:
         .where(_held(lease), Run.cancel_requested.is_(False))
         .values(**requeue_values(utcnow()))
     )
-    if released.rowcount != 1:
+    if rows_changed(released) != 1:
         raise _why_refused(session, lease)
     queue = session.scalar(select(Run.queue).where(Run.id == lease.run_id))
     return queue or "training"

@@ -166,7 +166,7 @@ def per_class_accuracies(session: Session, run_ids: list[int]) -> dict[int, list
     statement = select(Evaluation.run_id, Evaluation.per_class_accuracy).where(
         Evaluation.run_id.in_(run_ids)
     )
-    return {run_id: figures for run_id, figures in session.execute(statement)}
+    return {run_id: list(figures) for run_id, figures in session.execute(statement)}
 
 
 def has_trained_model(session: Session, run_id: int) -> bool:

@@ -118,5 +118,6 @@ def list_studies(
             .group_by(Run.study_id, Run.status)
         )
         for study_id, status, count in rows:
+            assert study_id is not None  # the query asked for these studies' runs
             counts[study_id][status.value if isinstance(status, RunStatus) else status] = count
     return [(study, counts[study.id]) for study in studies], total

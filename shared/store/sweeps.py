@@ -16,6 +16,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.domain.status import RunStatus
+from shared.store.engine import rows_changed
 from shared.store.lease import drop_checkpoint, requeue_values
 from shared.store.models import Run, utcnow
 
@@ -58,7 +59,7 @@ def take_back(
         .where(held)
         .values(**{"lease_expires_at": None, **values, "lost_attempts": lost})
     )
-    if changed.rowcount != 1:
+    if rows_changed(changed) != 1:
         return False
     if values["status"] != RunStatus.QUEUED:
         drop_checkpoint(session, run.id)
@@ -70,7 +71,7 @@ def take_back(
         reason,
         values["status"].value if isinstance(values["status"], RunStatus) else values["status"],
     )
-    return values["status"] == RunStatus.QUEUED
+    return bool(values["status"] == RunStatus.QUEUED)
 
 
 def _gave_up(lost: list[dict[str, Any]]) -> str:
@@ -103,7 +104,7 @@ def request_handover(session: Session, worker: str) -> int:
         .where(Run.status == RunStatus.RUNNING, Run.worker == worker)
         .values(handover_requested=True)
     )
-    return result.rowcount
+    return rows_changed(result)
 
 
 def _aware(value: datetime) -> datetime:
@@ -139,6 +140,6 @@ def unsent(session: Session, queue: str, in_broker: int, grace: float) -> list[i
             .where(Run.id == run_id, Run.status == RunStatus.QUEUED, Run.sends == sends)
             .values(sends=sends + 1, sent_at=now)
         )
-        if resent.rowcount == 1:
+        if rows_changed(resent) == 1:
             marked.append(run_id)
     return marked

@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.domain.status import RunStatus
+from shared.store.engine import rows_changed
 from shared.store.models import Run, Worker, utcnow
 
 
@@ -32,7 +33,7 @@ def worker_heartbeat(session: Session, name: str) -> bool:
     result = session.execute(
         update(Worker).where(Worker.name == name).values(heartbeat_at=utcnow())
     )
-    return result.rowcount == 1
+    return rows_changed(result) == 1
 
 
 def stop_worker(session: Session, name: str) -> None:
@@ -47,10 +48,11 @@ def list_workers(
     cutoff = utcnow() - timedelta(seconds=alive_within)
     workers = list(session.scalars(select(Worker).order_by(Worker.name)))
     running: dict[str, list[int]] = {}
-    for run_id, worker in session.execute(
+    for run_id, holder in session.execute(
         select(Run.id, Run.worker).where(Run.status == RunStatus.RUNNING).order_by(Run.id)
     ):
-        running.setdefault(worker, []).append(run_id)
+        if holder is not None:
+            running.setdefault(holder, []).append(run_id)
     rows = []
     for worker in workers:
         alive = worker.stopped_at is None and worker.heartbeat_at >= cutoff

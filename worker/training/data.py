@@ -68,7 +68,7 @@ def parse_idx(raw: bytes, name: str) -> np.ndarray:
         rows, cols = int.from_bytes(raw[8:12], "big"), int.from_bytes(raw[12:16], "big")
         if (rows, cols) != (28, 28):
             raise DatasetError(f"{name}: images are {rows}x{cols}, expected 28x28")
-        body, shape = raw[16:], (count, rows, cols)
+        body, shape = raw[16:], (count, rows, cols)  # type: tuple[bytes, tuple[int, ...]]
     elif magic == LABELS_MAGIC:
         body, shape = raw[8:], (count,)
     else:

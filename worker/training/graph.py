@@ -84,7 +84,8 @@ def _order(n: tf.Tensor, epoch_key: tf.Tensor) -> tf.Tensor:
 def batch_order(n: int, *, epoch: int, seed: int) -> np.ndarray:
     """The order in which `train_epoch` visits n rows in this epoch of a run with this seed."""
     key = _epoch_key(tf.constant(seed, tf.int64), tf.constant(epoch, tf.int64))
-    return _order(tf.constant(n), key).numpy()
+    order: np.ndarray = _order(tf.constant(n), key).numpy()
+    return order
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,8 @@ class Network:
 
     def logits(self, images: tf.Tensor) -> np.ndarray:
         """Logits of many images at once, without dropout."""
-        return self._predict(images).numpy()
+        logits: np.ndarray = self._predict(images).numpy()
+        return logits
 
     def variables(self) -> list[tf.Variable]:
         """Everything a checkpoint holds, in a fixed order."""
@@ -240,7 +242,9 @@ class Network:
         def more(step: tf.Tensor, loss_sum: tf.Tensor, correct: tf.Tensor) -> tf.Tensor:
             return tf.logical_and(step < steps, tf.logical_not(self.stop.read_value()))
 
-        def batch(step: tf.Tensor, loss_sum: tf.Tensor, correct: tf.Tensor) -> tuple:
+        def batch(
+            step: tf.Tensor, loss_sum: tf.Tensor, correct: tf.Tensor
+        ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             start = step * batch_size
             size = tf.minimum(batch_size, n - start)
             rows = tf.slice(order, [start], [size])

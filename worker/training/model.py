@@ -43,7 +43,8 @@ class _Cache(OrderedDict[Hashable, Any]):
             self[key] = make()
             while len(self) > self.size:
                 self.popitem(last=False)
-        return self[key]
+        value: V = self[key]
+        return value
 
 
 _networks = _Cache(NETWORKS_KEPT)

@@ -60,7 +60,8 @@ class Client:
             with urllib.request.urlopen(req, timeout=self.timeout) as response:
                 text = response.read().decode()
         except urllib.error.HTTPError as exc:
-            text = exc.read().decode(errors="replace")
+            with exc:  # an error answer holds its connection until closed
+                text = exc.read().decode(errors="replace")
             try:
                 body = json.loads(text)
             except ValueError:

@@ -81,6 +81,7 @@ def test_flower_answers_behind_basic_auth(cluster: Cluster) -> None:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status
         except urllib.error.HTTPError as exc:
+            exc.close()
             return exc.code
 
     # The health check is open (Flower's own choice, like /api/health); the monitor is not.

@@ -27,7 +27,7 @@ from shared.ops.pgadmin import ensure_database, scratch_database
 from shared.store.engine import make_engine
 from shared.store.models import Epoch, Run, Worker
 from tests.support.machine import PG_SERVER, RABBIT_URL, ROOT, mnist_dir
-from tests.support.processes import free_port, group_members, settings_env
+from tests.support.processes import free_port, group_members, http_status, settings_env
 from tests.support.waiting import until_finished, wait_for
 
 WORKERS = 3
@@ -58,17 +58,14 @@ class Cluster:
             with urllib.request.urlopen(f"{self.url}/api/workers", timeout=5) as response:
                 return json.load(response)["workers"]
         except urllib.error.HTTPError as exc:
+            exc.close()
             if exc.code == 404:
                 return None
             raise
 
     def answering(self) -> bool:
         self.alive()
-        try:
-            with urllib.request.urlopen(f"{self.url}/api/runs?limit=1", timeout=2):
-                return True
-        except OSError:
-            return False
+        return http_status(f"{self.url}/api/runs?limit=1") is not None
 
 
 @pytest.fixture()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from shared.cpus import available_cpus
 from tests.support.machine import ROOT, mnist_dir
-from tests.support.processes import bare_env, free_port
+from tests.support.processes import bare_env, free_port, http_status
 from tests.support.waiting import wait_for
 
 
@@ -34,11 +34,7 @@ def test_up_runs_a_job_on_nothing_but_python_and_one_ctrl_c_stops_it(tmp_path: P
 
         def answering() -> bool:
             assert up.poll() is None, (tmp_path / "up.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{url}/runs", timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return False
+            return http_status(f"{url}/runs") == 200
 
         wait_for(answering, 90, what="trainyard up to serve the dashboard")
 

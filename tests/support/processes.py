@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -200,6 +201,18 @@ def worker_process(
         yield one
 
 
+def http_status(url: str, timeout: float = 2) -> int | None:
+    """The status a GET of `url` answers, or None when nothing answers; the connection closed."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as refused:
+        refused.close()  # an error answer holds its connection until closed
+        return refused.code
+    except OSError:
+        return None
+
+
 @contextmanager
 def web_process(settings: Settings, port: int | None = None) -> Iterator[str]:
     """Serve the app with gunicorn (`trainyard web`) until the block ends; yield its base URL."""
@@ -207,11 +220,7 @@ def web_process(settings: Settings, port: int | None = None) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
 
     def answering() -> bool:
-        try:
-            with urllib.request.urlopen(f"{url}/api/runs?limit=1", timeout=2):
-                return True
-        except OSError:
-            return False
+        return http_status(f"{url}/api/runs?limit=1") is not None
 
     args = ["web", "--host", "127.0.0.1", "--port", str(port), "--processes", "2"]
     with trainyard_process(settings, args, answering, "web server", 60):

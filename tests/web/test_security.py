@@ -328,6 +328,7 @@ def test_the_live_server_refuses_what_the_app_refuses(idle: Settings) -> None:
         request = urllib.request.Request(f"{url}/api/runs", method="POST", data=b"")
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)
+        refused.value.close()
         assert refused.value.code == 415
         request = urllib.request.Request(
             f"{url}/api/runs",
@@ -337,4 +338,5 @@ def test_the_live_server_refuses_what_the_app_refuses(idle: Settings) -> None:
         )
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)
+        refused.value.close()
         assert refused.value.code == 403

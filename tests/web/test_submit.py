@@ -242,7 +242,8 @@ def _exercise_live_server(live_server: str, session: Session, idle: Settings) ->
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, json.loads(response.read()), dict(response.headers)
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read()), dict(exc.headers)
+            with exc:
+                return exc.code, json.loads(exc.read()), dict(exc.headers)
 
     status, body, _ = post({"params": {"epochs": 500}})
     assert status == 422 and "params.epochs" in body["error"]["fields"]

@@ -1,0 +1,24 @@
+"""Reading Prometheus' text format back: a scrape as {(sample name, labels): value}."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    """Every sample of a scrape, keyed by its name and its labels."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value; a KeyError naming the series when the scrape lacks it."""
+    key = (name, frozenset(labels.items()))
+    if key not in samples:
+        raise KeyError(f"no {name}{labels} in the scrape")
+    return samples[key]

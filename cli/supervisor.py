@@ -30,6 +30,7 @@ def web_command(host: str, port: int, processes: int = 2, threads: int = 4) -> l
         "--threads", str(threads),
         "--worker-class", "gthread",
         "--access-logfile", "-",
+        "--config", "python:cli.gunicorn_conf",
         "web.wsgi:app",
     ]  # fmt: skip
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.config import Settings
+from tests.support.app import client_for
+
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -22,3 +25,10 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     if key not in samples:
         raise KeyError(f"no {name}{labels} in the scrape")
     return samples[key]
+
+
+def scrape(settings: Settings) -> Samples:
+    """GET /metrics of an app on these settings (in this process, on their store and broker)."""
+    response = client_for(settings).get("/metrics")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return parse(response.get_data(as_text=True))

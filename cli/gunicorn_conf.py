@@ -37,6 +37,8 @@ if os.environ.get("TRAINYARD_LOG_FORMAT") == "json":
                 "stream": "ext://sys.stdout",
             },
         },
+        # gunicorn merges this over its defaults one key deep: its root logger needs a handler here.
+        "root": {"handlers": ["stderr"], "level": "INFO"},
         "loggers": {
             "gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
             "gunicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},

@@ -1,7 +1,8 @@
 """`GET /metrics`: the cluster and this web app in Prometheus' text format.
 
-What describes the cluster is read from the store at scrape time (`ClusterCollector`): runs by
-status, the queue, live workers, and the totals the store's writes keep. So whichever gunicorn
+What describes the cluster is read from the store at scrape time (`ClusterCollector`): the runs
+in flight, the queue, live workers, and the totals the store's writes keep (finished runs among
+them), each with a query whose cost follows the work in flight, never the history. So whichever gunicorn
 process answers, the figures are the same. The web's own requests are counted per process; under
 gunicorn (`PROMETHEUS_MULTIPROC_DIR` set by `trainyard web`) every process writes them to that
 folder and each scrape adds them up.
@@ -70,7 +71,7 @@ class ClusterCollector(Collector):
             yield _gauge("store_up", "Whether the results store answered.", 0.0)
             return
         yield _gauge("store_up", "Whether the results store answered.", 1.0)
-        yield from _state_metrics(state)
+        yield from _state_metrics(state, kept)
         yield from _kept_metrics(kept)
 
 
@@ -78,13 +79,15 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(PREFIX + name, documentation, value=value)
 
 
-def _state_metrics(state: ClusterState) -> Iterator[Metric]:
+def _state_metrics(state: ClusterState, kept: dict[tuple[str, str], float]) -> Iterator[Metric]:
     runs = GaugeMetricFamily(PREFIX + "runs", "Runs in the store by status.", labels=["status"])
-    for status in RunStatus:
-        runs.add_metric([status.value], state.runs[status])
+    runs.add_metric([RunStatus.QUEUED.value], state.queued)
+    runs.add_metric([RunStatus.RUNNING.value], state.running)
+    # A finished run stays finished: their number is the finished counter, not a scan of history.
+    for status in sorted(FINISHED_STATUSES):
+        runs.add_metric([status.value], kept.get((RUNS_FINISHED, status.value), 0.0))
     yield runs
-    queued = state.runs[RunStatus.QUEUED]
-    yield _gauge("queue_length", "Runs waiting for a worker.", queued)
+    yield _gauge("queue_length", "Runs waiting for a worker.", state.queued)
     yield _gauge(
         "queue_oldest_age_seconds",
         "Seconds since the oldest queued run was submitted (0 with none queued).",
@@ -92,7 +95,7 @@ def _state_metrics(state: ClusterState) -> Iterator[Metric]:
     )
     yield _gauge("workers_live", "Worker nodes whose heartbeat is recent.", state.live_workers)
     yield _gauge("worker_slots", "Jobs the live workers can run at once.", state.worker_slots)
-    yield _gauge("jobs_running", "Runs a worker holds now.", state.runs[RunStatus.RUNNING])
+    yield _gauge("jobs_running", "Runs a worker holds now.", state.running)
 
 
 def _counter(

@@ -10,7 +10,7 @@ cycle); a rolled-back unit of work counts nothing. Every web process then reads 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -76,7 +76,8 @@ def totals(session: Session) -> dict[tuple[str, str], float]:
 class ClusterState:
     """What the cluster looks like now, by the database's clock."""
 
-    runs: dict[RunStatus, int] = field(default_factory=dict)
+    queued: int = 0
+    running: int = 0
     oldest_queued_age: float = 0.0
     live_workers: int = 0
     worker_slots: int = 0
@@ -99,21 +100,36 @@ def _as_utc(value: Any) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def cluster_state(session: Session, alive_within: float) -> ClusterState:
-    """Runs by status, the oldest queued run's age, and the live workers and their job slots.
+LIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
-    Each is one indexed query: a count per status over the status index, the queued range of
-    (status, created_at) for the oldest, and the workers table (one row a worker node).
+
+def cluster_state(session: Session, alive_within: float) -> ClusterState:
+    """The queued and running runs, the oldest queued run's age, and the live workers and their
+    job slots.
+
+    Each is one indexed query whose cost follows the work in flight, not the history: the queued
+    and running ranges of the status index (the queue is capped by TRAINYARD_MAX_QUEUED_RUNS, the
+    running runs by the workers' slots), the oldest entry of the queued range of
+    (status, created_at), and the workers table. Finished runs are counted by the totals.
     """
     now = database_now(session)
-    by_status = dict(session.execute(select(Run.status, func.count()).group_by(Run.status)).all())
-    runs = {status: int(by_status.get(status, 0)) for status in RunStatus}
+    live = dict(
+        session.execute(
+            select(Run.status, func.count()).where(Run.status.in_(LIVE)).group_by(Run.status)
+        ).all()
+    )
     oldest = session.scalar(select(func.min(Run.created_at)).where(Run.status == RunStatus.QUEUED))
     age = max(0.0, (now - _as_utc(oldest)).total_seconds()) if oldest is not None else 0.0
-    live, slots = session.execute(
+    workers, slots = session.execute(
         select(func.count(), func.coalesce(func.sum(Worker.concurrency), 0)).where(
             Worker.stopped_at.is_(None),
             Worker.heartbeat_at >= now - timedelta(seconds=alive_within),
         )
     ).one()
-    return ClusterState(runs, age, int(live), int(slots))
+    return ClusterState(
+        queued=int(live.get(RunStatus.QUEUED, 0)),
+        running=int(live.get(RunStatus.RUNNING, 0)),
+        oldest_queued_age=age,
+        live_workers=int(workers),
+        worker_slots=int(slots),
+    )

@@ -121,6 +121,7 @@ def test_prometheus_scrapes_the_cluster_with_its_token(cluster: Cluster) -> None
     healthy = time.monotonic() - started
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{cluster.client.url}/metrics", timeout=10)
+    refused.value.close()
     assert refused.value.code == 401
     prometheus = f"http://127.0.0.1:{cluster.env['PROMETHEUS_PORT']}"
     query = 'trainyard_runs_finished_total{status="succeeded"}'

@@ -38,9 +38,13 @@ def send(run_id: int, queue: str) -> None:
     app.send_task(TASK_NAME, args=[run_id], queue=queue)
 
 
+@signals.celeryd_init.connect
 @signals.setup_logging.connect
 def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
-    # Celery leaves logging to us once this is connected: text or JSON, each job's lines naming it.
+    # celeryd_init comes first, before the worker checks its privileges (a warning, in the log's
+    # format too); setup_logging again with the worker's log level.
+    # Celery leaves logging to us once setup_logging is connected: text or JSON, each job's lines
+    # naming it.
     configure_logging(settings.log_format, loglevel or logging.INFO)
 
 

@@ -100,3 +100,5 @@ def configure_logging(log_format: str, level: int | str = logging.INFO) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Python's warnings (Celery's root warning, deprecations) become records in the same format.
+    logging.captureWarnings(True)

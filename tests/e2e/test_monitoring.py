@@ -12,6 +12,7 @@ a JSON object naming its run, attempt and worker.
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 import uuid
 from pathlib import Path
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.skipif(
     PROMETHEUS is None, reason="no prometheus binary (Debian: prometheus)"
 )
 TOKEN = "scrape-token"
+TENSORFLOW_NATIVE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl)")
 RUNS, EPOCHS = 2, 2
 # What describes the cluster (not a web process): every server must give the same.
 CLUSTER_SERIES = (
@@ -142,6 +144,13 @@ def test_prometheus_sees_the_cluster_and_the_no_worker_alert_fires_then_clears(
         assert posted == RUNS
     store.close()
 
+    # Every line is JSON but TensorFlow's native runtime's, which C++ writes to stderr itself.
+    others = [
+        line
+        for line in worker_log.splitlines()
+        if line.strip() and not line.startswith("{") and not TENSORFLOW_NATIVE.match(line)
+    ]
+    assert not others, "\n".join(others)
     job_lines = [line for line in json_lines(worker_log) if line.get("run_id") is not None]
     for run_id in ids:
         lines = [line for line in job_lines if line["run_id"] == run_id]

@@ -70,6 +70,8 @@ BENCHES: tuple[Bench, ...] = (
     Bench("faults-embedded", "bench.faults", ("--broker", "embedded")),
     Bench("runs_pages", "bench.runs_pages"),
     Bench("runs_pages-postgres", "bench.runs_pages", ("--postgres", POSTGRES)),
+    Bench("metrics_scrape", "bench.metrics_scrape"),
+    Bench("metrics_scrape-postgres", "bench.metrics_scrape", ("--postgres", POSTGRES)),
 )
 
 

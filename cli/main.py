@@ -85,8 +85,22 @@ def db_current() -> None:
 def web(host: str, port: int, processes: int) -> None:
     """Serve the dashboard and the API with gunicorn."""
     require_migrated()
+    share_request_metrics(port)
     command = web_command(host, port, processes)
     os.execv(command[0], command)
+
+
+def share_request_metrics(port: int) -> None:
+    """Give gunicorn's processes one folder to add their request counts up in (/metrics), emptied
+    of a previous server's files: PROMETHEUS_MULTIPROC_DIR if set, else one under the home."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(
+        get_settings().home / "prometheus" / f"web-{port}"
+    )
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(folder, name))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
 
 
 @main.command()

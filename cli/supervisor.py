@@ -30,6 +30,7 @@ def web_command(host: str, port: int, processes: int = 2, threads: int = 4) -> l
         "--threads", str(threads),
         "--worker-class", "gthread",
         "--access-logfile", "-",
+        "--config", "python:cli.gunicorn_conf",
         "web.wsgi:app",
     ]  # fmt: skip
 
@@ -46,6 +47,9 @@ def worker_command(settings: Settings, hostname: str | None, loglevel: str = "IN
     ]  # fmt: skip
     if hostname:
         command += ["--hostname", hostname]
+    if settings.log_format == "json":
+        # Celery's start-up banner is printed, not logged: leave it out of a JSON log.
+        command.insert(command.index("worker"), "--quiet")
     return command
 
 

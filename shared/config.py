@@ -77,6 +77,10 @@ class Settings:
     api_token: str | None = field(default=None, metadata=env("TRAINYARD_API_TOKEN"))
     # With a token set, reads (dashboard pages and API GETs) need it too.
     private: bool = field(default=False, metadata=env("TRAINYARD_PRIVATE"))
+    # A token for Prometheus alone: when set, /metrics needs it (or the API token) as a bearer.
+    metrics_token: str | None = field(default=None, metadata=env("TRAINYARD_METRICS_TOKEN"))
+    # How processes log: `text` (a line naming the run) or `json` (one object a line).
+    log_format: str = field(default="text", metadata=env("TRAINYARD_LOG_FORMAT"))
     # Reverse proxies in front of the web app whose X-Forwarded-* headers are trusted (0: none).
     trusted_proxies: int = field(default=0, metadata=env("TRAINYARD_TRUSTED_PROXIES"))
     # Runs that may wait in the queue at once; a submit beyond it gets 429.

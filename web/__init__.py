@@ -15,6 +15,7 @@ from shared.domain.params import INT32_MAX
 from shared.store.engine import Store, unreachable
 from shared.store.migrate import check_schema
 from web.database import register_store
+from web.metrics import register_metrics
 from web.queue import Dispatcher
 from web.security import register_security
 
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, check_migrations: bool = True) 
     register_security(app)
     register_blueprints(app)
     register_error_handlers(app)
+    register_metrics(app, store, settings)
     return app
 
 

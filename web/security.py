@@ -22,8 +22,11 @@ from web.database import app_settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Reachable without the token whatever the settings: signing in, its assets, and the health
-# check a load balancer polls (it says which check failed, not why, to anonymous callers).
-PUBLIC_ENDPOINTS = frozenset({"pages.login", "pages.favicon", "static", "api.health"})
+# check a load balancer polls (it says which check failed, not why, to anonymous callers), and
+# /metrics, which checks its own token (web/metrics.py) and answers a scraper 401, not a login page.
+PUBLIC_ENDPOINTS = frozenset(
+    {"pages.login", "pages.favicon", "static", "api.health", "metrics.metrics"}
+)
 CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'self'",

@@ -9,6 +9,7 @@ from celery import Celery, signals
 
 from shared.config import Settings, get_settings
 from shared.ops.celery_config import TASK_NAME, celery_config, prepare_broker
+from shared.ops.logs import configure_logging
 from shared.store.engine import Store
 from worker.node import Node
 from worker.process import init_child
@@ -35,6 +36,16 @@ _node: Node | None = None  # this worker's, once its main process is ready
 def send(run_id: int, queue: str) -> None:
     """Send a run's message (a requeued or handed-over run, a message the broker lost)."""
     app.send_task(TASK_NAME, args=[run_id], queue=queue)
+
+
+@signals.celeryd_init.connect
+@signals.setup_logging.connect
+def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    # celeryd_init comes first, before the worker checks its privileges (a warning, in the log's
+    # format too); setup_logging again with the worker's log level.
+    # Celery leaves logging to us once setup_logging is connected: text or JSON, each job's lines
+    # naming it.
+    configure_logging(settings.log_format, loglevel or logging.INFO)
 
 
 @signals.worker_process_init.connect

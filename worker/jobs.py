@@ -3,6 +3,7 @@ its lease, record each epoch with a checkpoint, and finish, hand over or stop as
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import logging
 import os
@@ -16,6 +17,7 @@ from shared.domain.errors import DatasetError
 from shared.domain.lease import CancelRequested, EpochRecord, Lease, LeaseLost
 from shared.domain.params import Hyperparams
 from shared.domain.status import RunStatus
+from shared.ops.logs import add_job_fields
 from shared.store.engine import Store, unreachable
 from shared.store.lease import (
     claim,
@@ -74,8 +76,12 @@ class Watch:
         self.store, self.lease, self.heartbeat, self.on_stop = store, lease, heartbeat, on_stop
         self.stop: Stop | None = None
         self._done = threading.Event()
+        # The thread runs in a copy of this context: its log lines name the job too.
         self._thread = threading.Thread(
-            target=self._loop, name=f"watch-{lease.run_id}", daemon=True
+            target=contextvars.copy_context().run,
+            args=(self._loop,),
+            name=f"watch-{lease.run_id}",
+            daemon=True,
         )
 
     def _loop(self) -> None:
@@ -147,6 +153,7 @@ def execute_run(context: WorkerContext, run_id: int, worker: str) -> Outcome:
                 "run %s: %s is stopping; its message goes to another worker", run_id, worker
             )
         return Outcome.SKIPPED
+    add_job_fields(attempt=lease.attempt)
     logger.info(
         "run %s claimed by %s (attempt %d%s): %s",
         run_id,

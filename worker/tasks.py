@@ -8,6 +8,7 @@ from celery import Celery
 
 from shared.config import Settings
 from shared.ops.celery_config import TASK_NAME
+from shared.ops.logs import job_fields
 from worker import jobs, process
 
 
@@ -23,4 +24,6 @@ def register(app: Celery, settings: Settings) -> None:
     )
     def train_run(self: Any, run_id: int) -> str:
         """Train the run if it is queued; every other case is the store's to settle."""
-        return jobs.execute_run(process.context(), run_id, self.request.hostname or "unknown").value
+        worker = self.request.hostname or "unknown"
+        with job_fields(run_id=run_id, worker=worker):
+            return jobs.execute_run(process.context(), run_id, worker).value

@@ -11,7 +11,7 @@ sweeps (`shared.store.sweeps`) use the same conditions, so a holder and a sweep 
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -19,8 +19,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from shared.domain.lease import CancelRequested, EpochRecord, Lease, LeaseLost, Signals
+from shared.domain.metrics import (
+    EPOCH_DURATION,
+    HANDOVERS,
+    QUEUE_WAIT,
+    RUN_DURATION,
+    RUNS_FINISHED,
+)
 from shared.domain.status import RunStatus
 from shared.store.engine import rows_changed
+from shared.store.metrics import count, observe
 from shared.store.models import Checkpoint, Epoch, Evaluation, Run, TrainedModel, Worker, utcnow
 
 
@@ -70,9 +78,22 @@ def claim(
     if rows_changed(result) != 1:
         return None
     # Our own UPDATE holds the row (or SQLite's write lock) until commit: this read is ours.
-    attempt = session.scalar(select(Run.attempt).where(Run.id == run_id))
-    assert attempt is not None
+    attempt, waiting_since = session.execute(
+        select(Run.attempt, func.coalesce(Run.sent_at, Run.created_at)).where(Run.id == run_id)
+    ).one()
+    observe(session, QUEUE_WAIT, seconds_since(waiting_since, now))
     return Lease(run_id, attempt, worker, seconds)
+
+
+def seconds_since(then: datetime | str | None, now: datetime) -> float:
+    """Seconds from `then` (a stored time; SQLite's COALESCE hands back text) to `now`."""
+    if then is None:
+        return 0.0
+    if isinstance(then, str):
+        then = datetime.fromisoformat(then)
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    return max(0.0, (now - then).total_seconds())
 
 
 def _leaving(worker: str, node_pid: int) -> Any:
@@ -156,6 +177,7 @@ def record_epoch(
     )
     if rows_changed(progressed) != 1:
         raise _why_refused(session, lease)
+    observe(session, EPOCH_DURATION, record.seconds)
     row = {**dataclasses.asdict(record), "run_id": lease.run_id, "attempt": lease.attempt}
     _upsert(session, Epoch, ["run_id", "epoch"], {**row, "recorded_at": now})
     if checkpoint is not None:
@@ -202,12 +224,13 @@ def finish(
     condition = _held(lease)
     if status == RunStatus.SUCCEEDED:
         condition = condition & Run.cancel_requested.is_(False)
+    now = utcnow()
     ended = session.execute(
         update(Run)
         .where(condition)
         .values(
             status=status,
-            finished_at=utcnow(),
+            finished_at=now,
             test_loss=test_loss,
             test_accuracy=test_accuracy,
             error=error,
@@ -217,6 +240,8 @@ def finish(
     )
     if rows_changed(ended) != 1:
         raise _why_refused(session, lease)
+    started_at = session.scalar(select(Run.started_at).where(Run.id == lease.run_id))
+    count_finished(session, status, started_at, now)
     drop_checkpoint(session, lease.run_id)
     if evaluation is not None:
         session.merge(Evaluation(run_id=lease.run_id, **evaluation))
@@ -224,6 +249,15 @@ def finish(
         session.merge(
             TrainedModel(run_id=lease.run_id, keras_file=keras_file, size=len(keras_file))
         )
+
+
+def count_finished(
+    session: Session, status: RunStatus, started_at: datetime | None, now: datetime
+) -> None:
+    """Count a run that ended, and its time on workers when it had started."""
+    count(session, RUNS_FINISHED, status)
+    if started_at is not None:
+        observe(session, RUN_DURATION, seconds_since(started_at, now))
 
 
 def requeue_values(now: datetime) -> dict[str, Any]:
@@ -251,5 +285,6 @@ def release(session: Session, lease: Lease) -> str:
     )
     if rows_changed(released) != 1:
         raise _why_refused(session, lease)
+    count(session, HANDOVERS)
     queue = session.scalar(select(Run.queue).where(Run.id == lease.run_id))
     return queue or "training"

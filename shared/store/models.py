@@ -251,3 +251,15 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MetricTotal(Base):
+    """A cluster-wide total (a counter, a histogram's bucket or sum), kept by the writes that
+    change it in their own transaction, so every web process exposes the same figure."""
+
+    __tablename__ = "metric_totals"
+
+    # The total's name (shared/domain/metrics.py), and its one label: a status, a reason, a bucket.
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
+    value: Mapped[float] = mapped_column(Float, default=0.0)

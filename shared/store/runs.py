@@ -9,8 +9,11 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from shared.domain.errors import Conflict
+from shared.domain.metrics import RUNS_FINISHED, RUNS_SUBMITTED
 from shared.domain.params import Hyperparams
 from shared.domain.status import FINISHED_STATUSES, RunStatus
+from shared.store.engine import rows_changed
+from shared.store.metrics import count
 from shared.store.models import Run, utcnow
 from shared.store.queries import get_run
 
@@ -48,6 +51,7 @@ def create_run(
     )
     session.add(run)
     session.flush()
+    count(session, RUNS_SUBMITTED)
     return run
 
 
@@ -62,11 +66,13 @@ def mark_sent(session: Session, run_id: int, task_id: str) -> None:
 
 def fail_unsent(session: Session, run_id: int, error: str) -> None:
     """Fail a queued run whose first message could not be sent (the broker was down)."""
-    session.execute(
+    failed = session.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == RunStatus.QUEUED)
         .values(status=RunStatus.FAILED, finished_at=utcnow(), error=error)
     )
+    if rows_changed(failed) == 1:
+        count(session, RUNS_FINISHED, RunStatus.FAILED)
 
 
 def request_cancel(session: Session, run_id: int) -> Run:
@@ -81,11 +87,13 @@ def request_cancel(session: Session, run_id: int) -> Run:
             f"run {run_id} is already {run.status.value}", {"status": f"run is {run.status.value}"}
         )
     now = utcnow()
-    session.execute(
+    cancelled = session.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == RunStatus.QUEUED)
         .values(status=RunStatus.CANCELLED, finished_at=now, cancel_requested=True)
     )
+    if rows_changed(cancelled) == 1:
+        count(session, RUNS_FINISHED, RunStatus.CANCELLED)
     session.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == RunStatus.RUNNING)

@@ -15,9 +15,11 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
+from shared.domain.metrics import LEASE_EXPIRED, LEASE_TAKEOVERS, POOL_PROCESS_DIED
 from shared.domain.status import RunStatus
 from shared.store.engine import rows_changed
-from shared.store.lease import drop_checkpoint, requeue_values
+from shared.store.lease import count_finished, drop_checkpoint, requeue_values
+from shared.store.metrics import count
 from shared.store.models import Run, utcnow
 
 logger = logging.getLogger(__name__)
@@ -61,7 +63,9 @@ def take_back(
     )
     if rows_changed(changed) != 1:
         return False
+    count(session, LEASE_TAKEOVERS, LEASE_EXPIRED if if_expired else POOL_PROCESS_DIED)
     if values["status"] != RunStatus.QUEUED:
+        count_finished(session, values["status"], run.started_at, now)
         drop_checkpoint(session, run.id)
     logger.warning(
         "run %s attempt %s on %s lost (%s): %s",

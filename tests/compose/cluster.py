@@ -112,7 +112,8 @@ class Cluster:
         """Every container's state and the last lines of its log, for a failure message."""
         try:
             states = self.run(("ps", "-a", "--format", "{{.Name}} {{.Status}}"), 60).stdout
-            logs = self.run(("--profile", "flower", "logs", "--no-color", "--tail", str(tail)), 60)
+            profiles = ("--profile", "flower", "--profile", "monitoring")
+            logs = self.run((*profiles, "logs", "--no-color", "--tail", str(tail)), 60)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"(no logs: {exc})"
         return (
@@ -182,6 +183,8 @@ def generated_env(port: int, flower_port: int) -> dict[str, str]:
         "FLOWER_USER": "admin",
         "FLOWER_PASSWORD": secrets.token_hex(16),
         "TRAINYARD_IMAGE": IMAGE,
+        "PROMETHEUS_PORT": str(free_port()),
+        "TRAINYARD_METRICS_TOKEN": secrets.token_hex(16),
     }
 
 
@@ -232,6 +235,7 @@ def brought_up(cluster: Cluster, note: Callable[[str], None]) -> Iterator[Cluste
         yield cluster
     finally:
         seconds = cluster.timed(
-            "--profile", "flower", "down", "-v", "--remove-orphans", "--timeout", "10", timeout=180
-        )
+            "--profile", "flower", "--profile", "monitoring",
+            "down", "-v", "--remove-orphans", "--timeout", "10", timeout=180,
+        )  # fmt: skip
         note(f"down -v: {seconds:.1f} s")

@@ -1,7 +1,8 @@
 """The compose cluster as a user runs it: the real Dockerfile and docker-compose.yml, a generated
 .env, and the dashboard's published port.
 
-Build, `up --wait`, one job, Flower behind basic auth, two workers sharing four jobs, a Redis
+Build, `up --wait`, one job, Flower behind basic auth, the monitoring profile's Prometheus reading
+the cluster's series back, two workers sharing four jobs, a Redis
 restart with jobs queued, `down` then `up`, an upgrade of trainyard's containers with a job running
 (handed over), `up -d --force-recreate` of everything with a job running, and `docker kill` of the
 worker holding a job; `down -v` at the end whatever happened. Each step prints what it measured
@@ -11,9 +12,11 @@ worker holding a job; `down -v` at the end whatever happened. Each step prints w
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +33,7 @@ from tests.compose.cluster import (
     new_cluster,
     setup_problem,
 )
+from tests.support.waiting import wait_for
 
 FIGURES = Figures("compose")
 note = FIGURES.note
@@ -103,6 +107,39 @@ def test_flower_answers_behind_basic_auth(cluster: Cluster) -> None:
     }, cluster.logs()
     note(f"flower healthy in {time.monotonic() - started:.1f} s; {answers}")
     cluster.compose("--profile", "flower", "stop", "flower")
+
+
+def test_prometheus_scrapes_the_cluster_with_its_token(cluster: Cluster) -> None:
+    """The monitoring profile: Prometheus scrapes web's /metrics with TRAINYARD_METRICS_TOKEN and
+    answers the first job back through its HTTP API; /metrics refuses a scrape without the token.
+    (The alerts fire and clear on a real Prometheus in tests/e2e/test_monitoring.py, in seconds
+    rather than the rules' minutes.)"""
+    started = time.monotonic()
+    cluster.compose("--profile", "monitoring", "build", "prometheus", timeout=900)
+    cluster.compose(
+        "--profile", "monitoring", "up", "-d", "--wait", "--wait-timeout", "120", "prometheus"
+    )
+    healthy = time.monotonic() - started
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{cluster.client.url}/metrics", timeout=10)
+    refused.value.close()
+    assert refused.value.code == 401
+    prometheus = f"http://127.0.0.1:{cluster.env['PROMETHEUS_PORT']}"
+    query = 'trainyard_runs_finished_total{status="succeeded"}'
+
+    def succeeded() -> float | None:
+        url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            result = json.load(response)["data"]["result"]
+        return float(result[0]["value"][1]) if result else None
+
+    seen = wait_for(succeeded, 90, interval=1, what=f"{query} in Prometheus", ignoring=(OSError,))
+    assert seen >= 1, cluster.logs()
+    note(
+        f"prometheus healthy in {healthy:.1f} s; {query} = {seen:g} read back "
+        f"{time.monotonic() - started:.1f} s after the start"
+    )
+    cluster.compose("--profile", "monitoring", "stop", "prometheus")
 
 
 def test_two_workers_share_four_jobs(cluster: Cluster) -> None:

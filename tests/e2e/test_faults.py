@@ -28,6 +28,7 @@ from shared.store.migrate import upgrade
 from shared.store.models import Epoch, Run, utcnow
 from tests.support.app import client_for, submit_run
 from tests.support.machine import PG_SERVER, REDIS_URL, broker_url, mnist_dir
+from tests.support.metrics import scrape, value
 from tests.support.processes import TrainyardProcess, worker_process, worker_processes
 from tests.support.runs import epoch_rows, read_run
 from tests.support.servers import postgres_server, rabbit_node, redis_server
@@ -131,6 +132,19 @@ def test_a_killed_worker_host_loses_nothing_and_its_run_resumes_elsewhere(
     assert recovery < LEASE + 5
     assert run.attempt == 2 and "lease expired" in run.lost_attempts[0]["reason"]
     assert_resumed(run, epoch_rows(faulty_store, run_id), LONG["epochs"])
+    assert_takeover_counted(faulty, "lease_expired")
+
+
+def assert_takeover_counted(settings: Settings, reason: str) -> None:
+    """/metrics counts the one takeover, by its reason, and every epoch once: the dead attempt's
+    epochs and the rescuer's add up to the run's, none recomputed (it resumed from a checkpoint)."""
+    samples = scrape(settings)
+    other = ({"lease_expired", "pool_process_died"} - {reason}).pop()
+    assert value(samples, "trainyard_lease_takeovers_total", reason=reason) == 1
+    assert value(samples, "trainyard_lease_takeovers_total", reason=other) == 0
+    assert value(samples, "trainyard_runs_finished_total", status="succeeded") == 1
+    assert value(samples, "trainyard_epoch_duration_seconds_count") == LONG["epochs"]
+    assert value(samples, "trainyard_queue_wait_seconds_count") == 2  # two claims
 
 
 def test_a_killed_pool_process_is_replaced_and_its_run_resumes_within_15_s(
@@ -156,6 +170,7 @@ def test_a_killed_pool_process_is_replaced_and_its_run_resumes_within_15_s(
     assert resumed < 15
     assert "pool process" in run.lost_attempts[0]["reason"]
     assert_resumed(run, epoch_rows(faulty_store, run_id), LONG["epochs"])
+    assert_takeover_counted(faulty, "pool_process_died")
 
 
 def test_a_frozen_holder_that_wakes_up_writes_nothing_and_flips_nothing(

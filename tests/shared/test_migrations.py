@@ -85,3 +85,32 @@ def test_downgrade_step_by_step_to_empty_then_up_again(empty_url: str, engine: E
     upgrade(empty_url)
     assert tables(engine) == MODEL_TABLES | {"alembic_version"}
     assert schema_differences(engine) == []
+
+
+def test_the_metric_totals_start_from_the_runs_already_stored(
+    empty_url: str, engine: Engine
+) -> None:
+    from collections import Counter
+
+    from shared.store.models import MetricTotal, Run
+    from tests.support.scale import run_row
+
+    upgrade(empty_url, "0003")
+    rows = [run_row(i) for i in range(200)]
+    with engine.begin() as connection:
+        connection.execute(Run.__table__.insert(), rows)
+    upgrade(empty_url, "0007")
+    with engine.connect() as connection:
+        kept = {
+            (name, label): value
+            for name, label, value in connection.execute(
+                MetricTotal.__table__.select().with_only_columns(
+                    MetricTotal.name, MetricTotal.label, MetricTotal.value
+                )
+            )
+        }
+    finished = Counter(row["status"].value for row in rows if row["status"].finished)
+    assert kept == {
+        ("runs_submitted_total", ""): 200,
+        **{("runs_finished_total", status): n for status, n in finished.items()},
+    }

@@ -1,0 +1,135 @@
+"""The cluster's figures for Prometheus: totals kept by the writes themselves, and the state read
+at scrape time with bounded queries.
+
+A write that ends a run, records an epoch or takes a run back calls `count` or `observe` with its
+session. The increments wait in the session and are written just before it commits, in the same
+transaction and in one fixed order (so two transactions never wait on each other's rows in a
+cycle); a rolled-back unit of work counts nothing. Every web process then reads the same totals.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import event, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, SessionTransaction
+
+from shared.domain.metrics import HistogramSpec
+from shared.domain.status import RunStatus
+from shared.store.models import MetricTotal, Run, Worker
+
+_PENDING = "trainyard.metric_totals"
+
+
+def count(session: Session, name: str, label: str = "", by: float = 1.0) -> None:
+    """Add `by` to a total when this session commits."""
+    if not session.in_transaction():
+        session.begin()  # so that a rollback or close before any statement forgets it too
+    pending: defaultdict[tuple[str, str], float] = session.info.setdefault(
+        _PENDING, defaultdict(float)
+    )
+    pending[(name, label)] += by
+
+
+def observe(session: Session, histogram: HistogramSpec, value: float) -> None:
+    """Record one observation of a histogram when this session commits."""
+    count(session, histogram.name, histogram.bucket(value))
+    count(session, histogram.sum_name, "", value)
+
+
+def _write_pending(session: Session) -> None:
+    pending: dict[tuple[str, str], float] | None = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    for (name, label), by in sorted(pending.items()):
+        statement = insert(MetricTotal).values(name=name, label=label, value=by)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["name", "label"],
+                set_={"value": MetricTotal.value + statement.excluded.value},
+            )
+        )
+
+
+def _forget_pending(session: Session, transaction: SessionTransaction) -> None:
+    # A unit of work rolled back or closed without a commit counts nothing.
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
+
+
+event.listen(Session, "before_commit", _write_pending)
+event.listen(Session, "after_transaction_end", _forget_pending)
+
+
+def totals(session: Session) -> dict[tuple[str, str], float]:
+    """Every kept total by (name, label): a few dozen rows whatever the number of runs."""
+    rows = session.execute(select(MetricTotal.name, MetricTotal.label, MetricTotal.value))
+    return {(name, label): value for name, label, value in rows}
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """What the cluster looks like now, by the database's clock."""
+
+    queued: int = 0
+    running: int = 0
+    oldest_queued_age: float = 0.0
+    live_workers: int = 0
+    worker_slots: int = 0
+
+
+def database_now(session: Session) -> datetime:
+    """The database server's clock, in UTC: one clock for every web process and host."""
+    if session.get_bind().dialect.name == "sqlite":
+        raw = session.scalar(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"))
+        return datetime.fromisoformat(str(raw)).replace(tzinfo=UTC)
+    value = session.scalar(select(func.now()))
+    assert isinstance(value, datetime)
+    return value.astimezone(UTC)
+
+
+def _as_utc(value: Any) -> datetime:
+    if isinstance(value, str):  # SQLite's MIN() loses the column's type
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+LIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+def cluster_state(session: Session, alive_within: float) -> ClusterState:
+    """The queued and running runs, the oldest queued run's age, and the live workers and their
+    job slots.
+
+    Each is one indexed query whose cost follows the work in flight, not the history: the queued
+    and running ranges of the status index (the queue is capped by TRAINYARD_MAX_QUEUED_RUNS, the
+    running runs by the workers' slots), the oldest entry of the queued range of
+    (status, created_at), and the workers table. Finished runs are counted by the totals.
+    """
+    now = database_now(session)
+    live = dict(
+        session.execute(
+            select(Run.status, func.count()).where(Run.status.in_(LIVE)).group_by(Run.status)
+        ).all()
+    )
+    oldest = session.scalar(select(func.min(Run.created_at)).where(Run.status == RunStatus.QUEUED))
+    age = max(0.0, (now - _as_utc(oldest)).total_seconds()) if oldest is not None else 0.0
+    workers, slots = session.execute(
+        select(func.count(), func.coalesce(func.sum(Worker.concurrency), 0)).where(
+            Worker.stopped_at.is_(None),
+            Worker.heartbeat_at >= now - timedelta(seconds=alive_within),
+        )
+    ).one()
+    return ClusterState(
+        queued=int(live.get(RunStatus.QUEUED, 0)),
+        running=int(live.get(RunStatus.RUNNING, 0)),
+        oldest_queued_age=age,
+        live_workers=int(workers),
+        worker_slots=int(slots),
+    )

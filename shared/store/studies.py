@@ -91,6 +91,8 @@ def add_replicates(
 
 def cancel_study(session: Session, study: Study) -> int:
     """Cancel every run of the study that has not finished; return how many."""
+    if study.search_state == "searching":
+        study.search_state = "cancelled"  # a search asks for no new trial
     unfinished = [run for run in study_runs(session, study.id) if not run.status.finished]
     for run in unfinished:
         request_cancel(session, run.id)

@@ -42,13 +42,21 @@ def status_of(counts: Counter[str], total: int) -> str:
     return "running"
 
 
+def _search_status(study: Study, status: str) -> str:
+    """A search is running until its best's test set is read, though its trials may all be
+    finished for a moment (between one ending and the next being asked)."""
+    if study.search_state in ("searching", "testing") and status == "finished":
+        return "running"
+    return "cancelled" if study.search_state == "cancelled" and status == "finished" else status
+
+
 def study_out(study: Study, counts: Counter[str], total: int) -> StudyOut:
     """A study's summary line: what it varies and how far its runs are."""
     return StudyOut(
         id=study.id,
         name=study.name,
         created_at=study.created_at,
-        status=status_of(counts, total),
+        status=_search_status(study, status_of(counts, total)),
         counts={status.value: counts[status.value] for status in RunStatus},
         runs=total,
         base_params=study.base_params,

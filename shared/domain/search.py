@@ -312,15 +312,18 @@ def best(spec: SearchSpec, records: list[TrialRecord]) -> TrialRecord | None:
 
 
 def importance(spec: SearchSpec, records: list[TrialRecord]) -> dict[str, float]:
-    """How much each hyperparameter mattered to the final metric (Optuna's mean decrease in
-    impurity over the complete trials); empty below 3 complete trials or with one axis."""
+    """How much each hyperparameter mattered to the final metric (Optuna's PED-ANOVA over the
+    complete trials, normalized to sum to 1); empty below 3 complete trials or with one axis."""
     complete = [r for r in records if r.status == "complete" and r.last is not None]
     varied = [name for name in distributions(spec) if not distributions(spec)[name].single()]
     if len(complete) < 3 or not varied:
         return {}
     study = rebuild(spec, complete)
-    evaluator = optuna.importance.MeanDecreaseImpurityImportanceEvaluator(seed=spec.seed)
     with warnings.catch_warnings():
+        # PED-ANOVA is Optuna's evaluator that needs no scikit-learn (fANOVA and mean decrease
+        # in impurity fit its random forests); it is marked experimental.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        evaluator = optuna.importance.PedAnovaImportanceEvaluator()
         scores = optuna.importance.get_param_importances(study, evaluator=evaluator)
     return {name: round(float(score), 4) for name, score in scores.items()}

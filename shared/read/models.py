@@ -322,8 +322,8 @@ class SearchOut(BaseModel):
     trial_list: list[TrialOut]
     curve: list[SearchCurvePoint]
     importance: dict[str, float] = Field(
-        description="Each hyperparameter's importance to the final metric (Optuna's mean "
-        "decrease in impurity); empty below 3 complete trials."
+        description="Each hyperparameter's importance to the final metric (Optuna's PED-ANOVA "
+        "evaluator, summing to 1); empty below 3 complete trials."
     )
 
 

@@ -1,0 +1,118 @@
+"""A search on real workers: trials pruned on validation data, freed slots refilled, the best
+chosen on validation data and tested once; and a search that loses a trial's worker mid-search
+still accounts for every trial."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from shared.config import Settings
+from shared.domain.status import FINISHED_STATUSES, RunStatus
+from shared.store.engine import Store
+from shared.store.models import Epoch, Run
+from tests.e2e.test_faults import broker, faulty, faulty_store  # noqa: F401 (fixtures)
+from tests.support.app import client_for
+from tests.support.processes import worker_process
+from tests.support.waiting import wait_for
+
+SPACE = {
+    # Wide enough that some trials are plainly bad after an epoch: those get pruned.
+    "learning_rate": {"low": 0.00001, "high": 0.5, "log": True},
+    "optimizer": {"choices": ["adam", "sgd"]},
+}
+
+
+def submit_search(client: FlaskClient, params: dict[str, Any], **spec: Any) -> int:
+    body = {"name": "e2e search", "params": params, "search": {"space": SPACE, **spec}}
+    answer = client.post("/api/studies", json=body)
+    assert answer.status_code == 202, answer.get_json()
+    return int(answer.get_json()["id"])
+
+
+def until_done(client: FlaskClient, study_id: int, timeout: float = 300) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        detail = client.get(f"/api/studies/{study_id}").get_json()
+        return detail if detail["search"]["state"] == "done" else None
+
+    return wait_for(done, timeout, what=f"search {study_id} to finish")
+
+
+def trial_rows(store: Store, study_id: int) -> list[tuple[Run, list[Epoch]]]:
+    with store.session_scope() as session:
+        runs = list(session.scalars(select(Run).where(Run.study_id == study_id).order_by(Run.id)))
+        out = []
+        for run in runs:
+            epochs = list(
+                session.scalars(select(Epoch).where(Epoch.run_id == run.id).order_by(Epoch.epoch))
+            )
+            out.append((run, epochs))
+        session.expunge_all()
+        return out
+
+
+def assert_search_is_sound(detail: dict[str, Any], rows: list[tuple[Run, list[Epoch]]]) -> None:
+    """Every trial ended; pruned ones trained nothing after the decision; the best is the
+    complete trial with the best final validation accuracy, and only it read the test set."""
+    assert all(run.status in FINISHED_STATUSES for run, _ in rows)
+    finals = {}
+    for run, series in rows:
+        assert [e.epoch for e in series] == list(range(1, run.epochs_done + 1))
+        if run.status == RunStatus.PRUNED:
+            # The decision was taken with the last epoch's write: nothing was recorded after.
+            assert run.epochs_done < run.epochs and run.finished_at is not None
+            assert all(e.recorded_at <= run.finished_at for e in series)
+        if run.status == RunStatus.SUCCEEDED:
+            assert run.epochs_done == run.epochs and series[-1].val_accuracy is not None
+            finals[run.id] = series[-1].val_accuracy
+    best = detail["search"]["best"]
+    assert best["run_id"] == max(finals, key=lambda i: (finals[i], -i))
+    assert best["value"] == finals[best["run_id"]] and best["test_accuracy"] is not None
+    tested = [run.id for run, _ in rows if run.test_accuracy is not None]
+    assert tested == [best["run_id"]]
+
+
+def test_a_search_on_a_real_worker_prunes_refills_and_tests_the_best_once(
+    worker: Settings, store: Store
+) -> None:
+    client = client_for(worker)
+    params = {"epochs": 3, "validation_split": 0.2, "train_samples": 1000, "hidden_units": 32}
+    study_id = submit_search(client, params, trials=6, parallel=2, seed=5)
+    detail = until_done(client, study_id)
+    rows = trial_rows(store, study_id)
+    assert len(rows) == 6 and detail["search"]["trials"].get("pruned", 0) >= 1
+    assert_search_is_sound(detail, rows)
+    assert detail["search"]["epochs_trained"] == sum(run.epochs_done for run, _ in rows) < 18
+    assert detail["status"] == "finished"
+
+
+def test_a_search_that_loses_a_trials_worker_still_accounts_for_every_trial(
+    faulty: Settings,  # noqa: F811
+    faulty_store: Store,  # noqa: F811
+) -> None:
+    client = client_for(faulty)
+    params = {"epochs": 3, "validation_split": 0.2, "train_samples": 20000, "hidden_units": 64}
+    with worker_process(faulty, name="fragile"):
+        study_id = submit_search(client, params, trials=4, parallel=2, seed=2, pruner="none")
+
+        def held_after_an_epoch() -> Run | None:
+            for run, _ in trial_rows(faulty_store, study_id):
+                if run.status == RunStatus.RUNNING and run.epochs_done >= 1 and run.worker_pid:
+                    return run
+            return None
+
+        victim = wait_for(held_after_an_epoch, 120, what="a trial with an epoch done")
+        assert victim.worker_pid
+        os.kill(victim.worker_pid, signal.SIGKILL)
+        detail = until_done(client, study_id)
+    rows = trial_rows(faulty_store, study_id)
+    assert len(rows) == 4 and {run.status for run, _ in rows} == {RunStatus.SUCCEEDED}
+    killed, series = next((run, s) for run, s in rows if run.id == victim.id)
+    # Resumed by a new attempt, the earlier attempt's reports kept.
+    assert killed.attempt == 2 and "pool process" in killed.lost_attempts[0]["reason"]
+    assert series[0].attempt == 1
+    assert_search_is_sound(detail, rows)

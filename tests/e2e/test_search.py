@@ -4,6 +4,7 @@ still accounts for every trial."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from typing import Any
@@ -17,7 +18,7 @@ from shared.store.engine import Store
 from shared.store.models import Epoch, Run
 from tests.e2e.test_faults import broker, faulty, faulty_store  # noqa: F401 (fixtures)
 from tests.support.app import client_for
-from tests.support.processes import worker_process
+from tests.support.processes import cli_env, run_trainyard, worker_process
 from tests.support.waiting import wait_for
 
 SPACE = {
@@ -76,13 +77,19 @@ def assert_search_is_sound(detail: dict[str, Any], rows: list[tuple[Run, list[Ep
     assert tested == [best["run_id"]]
 
 
-def test_a_search_on_a_real_worker_prunes_refills_and_tests_the_best_once(
-    worker: Settings, store: Store
+def test_a_search_from_the_cli_on_a_real_worker_prunes_refills_and_tests_the_best_once(
+    worker: Settings, live_server: str, store: Store
 ) -> None:
-    client = client_for(worker)
-    params = {"epochs": 3, "validation_split": 0.2, "train_samples": 1000, "hidden_units": 32}
-    study_id = submit_search(client, params, trials=6, parallel=2, seed=5)
-    detail = until_done(client, study_id)
+    done = run_trainyard(
+        "study", "search", "-p", "epochs=3", "-p", "validation_split=0.2",
+        "-p", "train_samples=1000", "-p", "hidden_units=32",
+        "--range", "learning_rate=0.00001,0.5,log", "--choice", "optimizer=adam,sgd",
+        "--trials", "6", "--parallel", "2", "--seed", "5", "--wait", "--json",
+        env=cli_env(worker, live_server), timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    detail = json.loads(done.stdout)
+    study_id = detail["id"]
     rows = trial_rows(store, study_id)
     assert len(rows) == 6 and detail["search"]["trials"].get("pruned", 0) >= 1
     assert_search_is_sound(detail, rows)

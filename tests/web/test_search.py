@@ -194,3 +194,69 @@ def test_cancelling_a_search_cancels_its_trials_and_asks_for_no_new_one(
         "cancelled": 2
     }
     assert sweep_search(session, study_id).send == []
+
+
+def test_a_search_page_shows_trials_charts_and_the_best(api: FlaskClient, session: Session) -> None:
+    body = search(trials=3, parallel=3, pruner="asha", epochs=3)
+    study_id = api.post("/api/studies", json=body).get_json()["id"]
+    first, second, third = session.scalars(
+        select(Run).where(Run.study_id == study_id).order_by(Run.id)
+    )
+    from tests.builders import lease_of
+
+    for run, values in ((first, (0.8, 0.85, 0.9)), (second, (0.9, 0.92, 0.95))):
+        for epoch, value in enumerate(values, start=1):
+            _report(session, run, epoch, value, last_epoch=3)
+            session.commit()
+        session.refresh(run)
+        finish_trial(session, lease_of(run), b"keras")
+        session.commit()
+    assert _report(session, third, 1, 0.1, last_epoch=3).pruned
+    session.commit()
+    page = api.get(f"/studies/{study_id}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    for chart in ("search-best-curve", "search-trial-curves", "search-parallel"):
+        assert f'id="{chart}"' in html
+    assert html.count('class="trial-pruned"') == 1 and html.count('class="trial-succeeded"') == 2
+    assert f"run {second.id}</a>" in html  # the best so far: the higher final val accuracy
+    assert "Add replicates" not in html
+
+
+def test_the_form_builds_a_search_from_ranges_and_choices(
+    csrf_app: Any, idle: Settings, session: Session
+) -> None:
+    from tests.support.pages import csrf_token
+
+    client = csrf_app.test_client()
+    data = {
+        "csrf_token": csrf_token(client, "/studies/new"),
+        "mode": "search",
+        "trials": "5",
+        "sampler": "random",
+        "pruner": "median",
+        "base_validation_split": "0.1",
+        "base_epochs": "4",
+        "vary_learning_rate": "0.0001, 0.1, log",
+        "vary_dropout": "0, 0.5",
+        "vary_optimizer": "adam, sgd",
+        "vary_hidden_units": "32, 64, 128",
+    }
+    answer = client.post("/studies/new", data=data)
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    study = session.scalars(select(Study)).one()
+    assert study.search is not None and study.search["space"] == {
+        "learning_rate": {"low": 0.0001, "high": 0.1, "log": True},
+        "dropout": {"low": 0.0, "high": 0.5, "log": False},
+        "optimizer": {"choices": ["adam", "sgd"]},
+        "hidden_units": {"choices": [32, 64, 128]},
+    }
+    assert (study.search["trials"], study.search["sampler"], study.search["pruner"]) == (
+        5,
+        "random",
+        "median",
+    )
+    # Without a validation split the form says why, beside it.
+    data["base_validation_split"] = ""
+    answer = client.post("/studies/new", data=data)
+    assert answer.status_code == 422 and "validation_split" in answer.get_data(as_text=True)

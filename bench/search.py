@@ -2,6 +2,7 @@
 number of trials, on a slice of MNIST.
 
     python -m bench.search [--trials 16] [--epochs 9] [--train-samples 10000] [--seed 1]
+                           [--pruner asha|median]
 
 Both searches go through trainyard's own code paths, in this process: the study is created by
 the store, each trial is trained by the worker's `execute_run` (its epochs ask the store whether
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=9)
     parser.add_argument("--train-samples", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--pruner", choices=["asha", "median"], default="asha")
     args = parser.parse_args()
 
     from shared.config import Settings
@@ -145,13 +147,14 @@ def main() -> None:
             )
             # Its own seed: with the same one, TPE's first (random) trials would be the random
             # search's, and the adaptive search would inherit its luck.
-            tpe = {**common, "sampler": "tpe", "pruner": "asha", "seed": args.seed + 1}
+            tpe = {**common, "sampler": "tpe", "pruner": args.pruner, "seed": args.seed + 1}
             adaptive = run_search(context, sent, "adaptive", tpe, base)
         finally:
             store.close()
     print(
         f"search: {args.trials} trials of up to {args.epochs} epochs on {args.train_samples} "
-        f"MNIST training images (20% held out for validation), one job at a time"
+        f"MNIST training images (20% held out for validation), one job at a time; "
+        f"adaptive = tpe + {args.pruner}"
     )
     print("| search | best val accuracy | its test accuracy | epochs | wall time | trials |")
     print("|---|---|---|---|---|---|")

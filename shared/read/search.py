@@ -4,6 +4,7 @@ best-so-far curve against cumulative epochs, and which hyperparameters mattered.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Literal, cast
 
 from sqlalchemy.orm import Session
 
@@ -13,6 +14,8 @@ from shared.read.models import BestTrial, SearchCurvePoint, SearchOut, TrialOut
 from shared.store.models import Study
 from shared.store.queries import epochs_by_run
 from shared.store.search import spec_of, trials
+
+SearchState = Literal["searching", "testing", "done", "cancelled"]
 
 
 def search_view(session: Session, study: Study) -> SearchOut | None:
@@ -66,7 +69,7 @@ def search_view(session: Session, study: Study) -> SearchOut | None:
             curve.append(SearchCurvePoint(epochs=spent, best=so_far))
     return SearchOut(
         spec=spec.model_dump(),
-        state=study.search_state or "done",
+        state=cast(SearchState, study.search_state or "done"),
         best=best_out,
         epochs_trained=len(rows),
         trials=dict(Counter(run.status.value for run in runs)),

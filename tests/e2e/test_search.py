@@ -9,15 +9,23 @@ import os
 import signal
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from shared.config import Settings
+from shared.domain.lease import EpochRecord
+from shared.domain.search import SearchSpec
 from shared.domain.status import FINISHED_STATUSES, RunStatus
 from shared.store.engine import Store
+from shared.store.lease import claim
 from shared.store.models import Epoch, Run
+from shared.store.search import create_search, finish_trial, report_epoch
 from tests.e2e.test_faults import broker, faulty, faulty_store  # noqa: F401 (fixtures)
 from tests.support.app import client_for
+from tests.support.browser import assert_console_clean, new_page, screenshot
 from tests.support.processes import cli_env, run_trainyard, worker_process
 from tests.support.waiting import wait_for
 
@@ -123,3 +131,38 @@ def test_a_search_that_loses_a_trials_worker_still_accounts_for_every_trial(
     assert killed.attempt == 2 and "pool process" in killed.lost_attempts[0]["reason"]
     assert series[0].attempt == 1
     assert_search_is_sound(detail, rows)
+
+
+@pytest.mark.browser
+def test_a_search_page_in_the_browser(
+    settings: Settings, live_server: str, session: Session, browser: Browser
+) -> None:
+    """A search with trials complete, pruned and running, its reports written through the store
+    as workers write them (no training: the page is what is tested)."""
+    spec = SearchSpec.model_validate(
+        {"space": SPACE | {"dropout": {"low": 0.0, "high": 0.5}}, "trials": 8, "parallel": 8}
+    )
+    base = {"epochs": 4, "validation_split": 0.2, "train_samples": 1000}
+    study, runs = create_search(session, "page", base, spec, 1, "search-page-nobody-reads")
+    session.commit()
+    curves = [(0.90, 0.93, 0.95, 0.96), (0.92, 0.94, 0.955, 0.965), (0.5,), (0.91, 0.93),
+              (0.88, 0.92, 0.94, 0.95), (0.7,), (0.93, 0.95, 0.96, 0.97), (0.6,)]  # fmt: skip
+    for run, values in zip(runs, curves, strict=True):
+        lease = claim(session, run.id, "page@test", 1, 60)
+        assert lease is not None
+        pruned = False
+        for epoch, value in enumerate(values, start=1):
+            record = EpochRecord(epoch, 0.5, 0.9, 1.0, val_loss=1 - value, val_accuracy=value)
+            pruned = report_epoch(session, lease, record, None, 4).pruned
+            if pruned:
+                break
+        if len(values) == 4 and not pruned:
+            finish_trial(session, lease, b"keras")
+        session.commit()
+    page = new_page(browser)
+    page.goto(f"{live_server}/studies/{study.id}")
+    for chart in ("search-best-curve", "search-trial-curves", "search-parallel"):
+        assert page.locator(f"#{chart}").is_visible()
+    assert page.locator("tr.trial-pruned").count() >= 1
+    screenshot(page, "search.png")
+    assert_console_clean()

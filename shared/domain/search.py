@@ -139,7 +139,7 @@ def check_axis(name: str, axis: Range | Choice) -> None:
             raise ValueError("the choices repeat")
     for value in values:
         try:
-            Hyperparams.model_validate({name: value}, strict=name in CATEGORICAL)
+            Hyperparams.model_validate({name: value}, strict=True)
         except ValidationError as exc:
             raise ValueError(f"{value!r} is not allowed: {field_errors(exc)[name]}") from None
 

@@ -2,7 +2,7 @@
 number of trials, on a slice of MNIST.
 
     python -m bench.search [--trials 16] [--epochs 9] [--train-samples 10000] [--seed 1]
-                           [--pruner asha|median]
+                           [--pruner asha|median] [--repeats 1]
 
 Both searches go through trainyard's own code paths, in this process: the study is created by
 the store, each trial is trained by the worker's `execute_run` (its epochs ask the store whether
@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--train-samples", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--pruner", choices=["asha", "median"], default="asha")
+    parser.add_argument("--repeats", type=int, default=1, help="pairs of searches, new seeds")
     args = parser.parse_args()
 
     from shared.config import Settings
@@ -126,7 +127,7 @@ def main() -> None:
         "train_samples": args.train_samples,
         "batch_size": 64,
     }
-    common = {"space": SPACE, "trials": args.trials, "seed": args.seed, "parallel": 2}
+    pairs: list[tuple[Outcome, Outcome]] = []
     with tempfile.TemporaryDirectory() as home:
         url = f"sqlite:///{home}/store.db"
         upgrade(url)
@@ -142,13 +143,19 @@ def main() -> None:
         sent: list[tuple[int, str]] = []
         context = WorkerContext(settings, store, load_training(settings), _Sender(sent))
         try:
-            random = run_search(
-                context, sent, "random", {**common, "sampler": "random", "pruner": "none"}, base
-            )
-            # Its own seed: with the same one, TPE's first (random) trials would be the random
-            # search's, and the adaptive search would inherit its luck.
-            tpe = {**common, "sampler": "tpe", "pruner": args.pruner, "seed": args.seed + 1}
-            adaptive = run_search(context, sent, "adaptive", tpe, base)
+            for repeat in range(args.repeats):
+                # Each search its own seed: with the same one, TPE's first (random) trials would
+                # be the random search's, and the adaptive search would inherit its luck.
+                seed = args.seed + 2 * repeat
+                common = {"space": SPACE, "trials": args.trials, "parallel": 2}
+                plain = {**common, "sampler": "random", "pruner": "none", "seed": seed}
+                tpe = {**common, "sampler": "tpe", "pruner": args.pruner, "seed": seed + 1}
+                pairs.append(
+                    (
+                        run_search(context, sent, f"random (seed {seed})", plain, base),
+                        run_search(context, sent, f"adaptive (seed {seed + 1})", tpe, base),
+                    )
+                )
         finally:
             store.close()
     print(
@@ -158,29 +165,45 @@ def main() -> None:
     )
     print("| search | best val accuracy | its test accuracy | epochs | wall time | trials |")
     print("|---|---|---|---|---|---|")
-    for outcome in (random, adaptive):
+    for outcome in (o for pair in pairs for o in pair):
         test = f"{outcome.test:.4f}" if outcome.test is not None else "-"
         trials = ", ".join(f"{count} {status}" for status, count in sorted(outcome.trials.items()))
         print(
             f"| {outcome.name} | {outcome.best_val:.4f} | {test} | {outcome.epochs} | "
             f"{outcome.seconds:.1f} s | {trials} |"
         )
-    target = random.best_val - WITHIN
-    reached = next((point for point in adaptive.curve if point[2] >= target), None)
-    if reached is None:
+    reached_in = 0
+    for random, adaptive in pairs:
+        target = random.best_val - WITHIN
+        reached = next((point for point in adaptive.curve if point[2] >= target), None)
+        if reached is None:
+            print(
+                f"{adaptive.name}: never within 0.3 points of {random.name}'s best "
+                f"{random.best_val:.4f} (its best {adaptive.best_val:.4f}, "
+                f"{adaptive.best_val - random.best_val:+.4f}); it used "
+                f"{adaptive.epochs / random.epochs:.2f} of the epochs"
+            )
+            continue
+        reached_in += 1
+        epochs, seconds, _ = reached
         print(
-            f"adaptive: did not come within 0.3 points of random's best {random.best_val:.4f} "
-            f"(its best {adaptive.best_val:.4f}); epochs ratio {adaptive.epochs / random.epochs:.2f}"
+            f"{adaptive.name}: within 0.3 points of {random.name}'s best "
+            f"({random.best_val:.4f}) after {epochs}/{random.epochs} epochs = "
+            f"{epochs / random.epochs:.2f} of the epochs, {seconds:.1f}/{random.seconds:.1f} s "
+            f"= {seconds / random.seconds:.2f} of the time"
         )
-        return
-    epochs, seconds, _ = reached
-    random_seconds = random.seconds
     print(
-        f"adaptive within 0.3 points of random's best ({random.best_val:.4f}) after "
-        f"{epochs}/{random.epochs} epochs = {epochs / random.epochs:.2f} of the epochs, "
-        f"{seconds:.1f}/{random_seconds:.1f} s = {seconds / random_seconds:.2f} of the time "
-        "(goal: at most 0.33 of the epochs)"
+        f"adaptive came within 0.3 points of random search's best in {reached_in} of "
+        f"{len(pairs)} pair(s), using {_ratio(pairs, 'epochs')} of the epochs and "
+        f"{_ratio(pairs, 'seconds')} of the wall time overall (goal: within 0.3 points with at "
+        "most 0.33 of the epochs)"
     )
+
+
+def _ratio(pairs: list[tuple[Outcome, Outcome]], what: str) -> str:
+    spent = sum(getattr(adaptive, what) for _, adaptive in pairs)
+    full = sum(getattr(random, what) for random, _ in pairs)
+    return f"{spent / full:.2f}"
 
 
 class _Sender:

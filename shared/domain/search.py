@@ -214,7 +214,8 @@ _STATES = {
 
 def _sampler(spec: SearchSpec, asked: int) -> optuna.samplers.BaseSampler:
     # Seeded by how many were asked: the same stored trials give the same next configuration.
-    seed = (spec.seed + asked) % (INT32_MAX + 1)
+    # (Not seed + asked: searches with seeds 1 and 2 would then share all but one draw.)
+    seed = (spec.seed * 1_000_003 + asked) % (INT32_MAX + 1)
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     startup = max(2, min(10, spec.trials // 4))

@@ -256,9 +256,12 @@ def test_best(context: WorkerContext, study_id: int) -> bool:
 
     loss, accuracy, evaluation = evaluate_keras_file(keras_file, context.training.data)
     with context.store.session_scope() as session:
-        recorded = record_test(session, study_id, run_id, loss, accuracy, evaluation)
+        confirmations = record_test(session, study_id, run_id, loss, accuracy, evaluation)
+        send = [(run.id, run.queue) for run in confirmations or []]
+    for confirmation, queue in send:
+        context.send(confirmation, queue)
     logger.info("search %s: best run %s test accuracy %.4f", study_id, run_id, accuracy)
-    return recorded
+    return confirmations is not None
 
 
 def _train(

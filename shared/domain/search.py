@@ -92,6 +92,13 @@ class SearchSpec(BaseModel):
     parallel: int | None = Field(
         None, ge=1, le=64, description="Trials in flight at once (default: every free worker)."
     )
+    confirm_seeds: int = Field(
+        0,
+        ge=0,
+        le=20,
+        description="Once chosen, train the best configuration again with this many new seeds "
+        "(ordinary runs, each tested), shown with the study's statistics.",
+    )
 
     @field_validator("space", mode="before")
     @classmethod
@@ -165,11 +172,11 @@ def check_request(spec: SearchSpec, base: dict[str, Any], max_runs: int) -> None
             "a search is decided on validation data: give params.validation_split > 0",
             {"params.validation_split": "must be > 0 for a search"},
         )
-    if spec.trials > max_runs:
+    if spec.trials + spec.confirm_seeds > max_runs:
         raise InvalidParams(
-            f"a search of {spec.trials} trials is over the limit of {max_runs} runs a study may "
-            "have (TRAINYARD_MAX_STUDY_RUNS)",
-            {"search.trials": f"at most {max_runs}"},
+            f"a search of {spec.trials} trials and {spec.confirm_seeds} confirmations is over "
+            f"the limit of {max_runs} runs a study may have (TRAINYARD_MAX_STUDY_RUNS)",
+            {"search.trials": f"at most {max_runs} with the confirmations"},
         )
 
 

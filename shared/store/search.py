@@ -102,7 +102,11 @@ def lock_study(session: Session, study_id: int) -> Study | None:
 def trials(session: Session, study: Study) -> tuple[list[Run], list[TrialRecord]]:
     """The study's trials (runs in the order asked) and their records for Optuna."""
     runs = list(
-        session.scalars(select(Run).where(Run.study_id == study.id).order_by(Run.config, Run.id))
+        session.scalars(
+            select(Run)
+            .where(Run.study_id == study.id, Run.seed == study.first_seed)
+            .order_by(Run.config, Run.id)
+        )
     )
     spec = spec_of(study)
     metric = spec.metric if spec else "val_accuracy"
@@ -191,11 +195,12 @@ def _decide_after(session: Session, study_id: int, decision: Decision) -> Decisi
 
 
 def study_of(session: Session, run_id: int) -> int | None:
-    """The search study a run is a trial of, if any."""
+    """The search study a run is a trial of, if any. A trial trains with the study's seed; a
+    run of other seeds is one of the chosen configuration's confirmations, an ordinary run."""
     return session.scalar(
         select(Study.id)
         .join(Run, Run.study_id == Study.id)
-        .where(Run.id == run_id, Study.search.is_not(None))
+        .where(Run.id == run_id, Study.search.is_not(None), Run.seed == Study.first_seed)
     )
 
 
@@ -291,17 +296,34 @@ def record_test(
     loss: float,
     accuracy: float,
     evaluation: dict[str, Any],
-) -> bool:
-    """Store the best's one test evaluation and close the search; False if it was already read."""
+) -> list[Run] | None:
+    """Store the best's one test evaluation and close the search; None if it was already read.
+    Returns the confirmations to send (`confirm_seeds` runs of the chosen configuration with
+    new seeds, ordinary runs with their own test evaluation), queued here, flushed."""
     done = session.execute(
         update(Study)
         .where(Study.id == study_id, Study.search_state == TESTING, Study.best_run_id == run_id)
         .values(search_state=DONE)
     )
     if done.rowcount != 1:
-        return False
+        return None
     session.execute(
         update(Run).where(Run.id == run_id).values(test_loss=loss, test_accuracy=accuracy)
     )
     session.merge(Evaluation(run_id=run_id, **evaluation))
-    return True
+    study = session.get(Study, study_id)
+    best = session.get(Run, run_id)
+    spec = spec_of(study) if study is not None else None
+    if study is None or best is None or spec is None or not spec.confirm_seeds:
+        return []
+    config = study.configs[best.config or 0]
+    confirmations = []
+    for k in range(1, spec.confirm_seeds + 1):
+        params = run_params(study.base_params, config, study.first_seed + k)
+        name = f"{study.name}: trial {best.config} confirmed, seed {params.seed}"
+        run = create_run(session, params, name[:200], queue=best.queue)
+        run.study_id, run.config = study.id, best.config
+        confirmations.append(run)
+    study.replicates = 1 + spec.confirm_seeds
+    session.flush()
+    return confirmations

@@ -22,6 +22,7 @@ from shared.store.search import (
     finish_trial,
     record_test,
     report_epoch,
+    study_of,
     sweep_search,
 )
 from tests.builders import EVALUATION
@@ -152,7 +153,7 @@ def test_prune_decisions_read_the_stored_reports_and_agree_across_hosts(
 def test_the_best_is_chosen_on_validation_data_and_its_test_set_read_once(
     api: FlaskClient, session: Session
 ) -> None:
-    body = search(trials=2, parallel=2, pruner="none", epochs=2)
+    body = search(trials=2, parallel=2, pruner="none", epochs=2, confirm_seeds=2)
     study_id = api.post("/api/studies", json=body).get_json()["id"]
     first, second = session.scalars(select(Run).where(Run.study_id == study_id).order_by(Run.id))
     for run, values in ((first, (0.80, 0.91)), (second, (0.85, 0.88))):
@@ -174,12 +175,19 @@ def test_the_best_is_chosen_on_validation_data_and_its_test_set_read_once(
     assert [(p["epochs"], p["best"]) for p in detail["curve"]] == [(2, 0.91), (3, 0.91), (4, 0.91)]
     assert claim_test(session, study_id) == first.id
     assert claim_test(session, study_id) is None  # taken on: nobody else reads it
-    assert record_test(session, study_id, first.id, 0.2, 0.93, EVALUATION)
-    assert not record_test(session, study_id, first.id, 0.2, 0.99, EVALUATION)
+    confirmations = record_test(session, study_id, first.id, 0.2, 0.93, EVALUATION)
+    assert record_test(session, study_id, first.id, 0.2, 0.99, EVALUATION) is None
     session.commit()
+    # The chosen configuration again with two new seeds: ordinary runs, not trials.
+    assert confirmations is not None and len(confirmations) == 2
+    assert [r.seed for r in confirmations] == [first.seed + 1, first.seed + 2]
+    assert all(r.params | {"seed": 0} == first.params | {"seed": 0} for r in confirmations)
+    assert all(study_of(session, r.id) is None for r in confirmations)
+    assert study_of(session, first.id) == study_id
     detail = api.get(f"/api/studies/{study_id}").get_json()["search"]
     assert detail["state"] == "done" and detail["best"]["test_accuracy"] == 0.93
     assert detail["best"]["final"] and detail["trials"] == {"succeeded": 2}
+    assert len(detail["trial_list"]) == 2  # the confirmations are not trials
     assert session.get(Run, second.id).test_accuracy is None  # type: ignore[union-attr]
 
 

@@ -47,6 +47,7 @@ def test_a_search_runs_its_trials_prunes_weak_ones_and_tests_the_best_once(
             "trials": 6,
             "parallel": 2,
             "seed": 3,
+            "confirm_seeds": 1,
         }
     )
     base = {"epochs": 3, "validation_split": 0.2, "train_samples": 500, "hidden_units": 32}
@@ -57,8 +58,9 @@ def test_a_search_runs_its_trials_prunes_weak_ones_and_tests_the_best_once(
 
     session.expire_all()
     study = session.get(Study, study.id)  # type: ignore[assignment]
-    trials = list(session.scalars(select(Run).where(Run.study_id == study.id).order_by(Run.id)))
-    assert len(trials) == 6 and study.search_state == "done"
+    runs = list(session.scalars(select(Run).where(Run.study_id == study.id).order_by(Run.id)))
+    trials, [confirmation] = runs[:6], runs[6:]
+    assert study.search_state == "done" and all(t.seed == 7 for t in trials)
     assert {o for _, o in outcomes} <= {Outcome.SUCCEEDED, Outcome.PRUNED}
     statuses = [t.status for t in trials]
     assert RunStatus.PRUNED in statuses and RunStatus.SUCCEEDED in statuses
@@ -80,4 +82,9 @@ def test_a_search_runs_its_trials_prunes_weak_ones_and_tests_the_best_once(
     assert study.best_run_id == max(final, key=lambda i: (final[i], -i))
     tested = [t.id for t in trials if t.test_accuracy is not None]
     assert tested == [study.best_run_id]
-    assert session.scalar(select(Evaluation.run_id)) == study.best_run_id
+    # Then the chosen configuration once more with a new seed: an ordinary run, tested itself.
+    best = next(t for t in trials if t.id == study.best_run_id)
+    assert (confirmation.config, confirmation.seed) == (best.config, 8)
+    assert confirmation.status == RunStatus.SUCCEEDED and confirmation.test_accuracy is not None
+    evaluated = set(session.scalars(select(Evaluation.run_id)))
+    assert evaluated == {study.best_run_id, confirmation.id}

@@ -108,6 +108,7 @@ def follow_search(client: Client, study_id: int, interval: float = 2.0) -> dict[
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="The sampler's seed.")
 @click.option("--parallel", type=int, default=None, help="Trials at once (default: workers).")
+@click.option("--confirm-seeds", type=int, default=0, help="Retrain the best with N new seeds.")
 @click.option("--wait", is_flag=True, help="Wait for it and print the trials and the best.")
 @click.option("--json", "as_json", is_flag=True, help="Print the study as JSON.")
 @client_options
@@ -122,6 +123,7 @@ def search_command(
     pruner: str,
     seed: int,
     parallel: int | None,
+    confirm_seeds: int,
     wait: bool,
     as_json: bool,
     url: str | None,
@@ -139,6 +141,8 @@ def search_command(
     }
     if parallel is not None:
         spec["parallel"] = parallel
+    if confirm_seeds:
+        spec["confirm_seeds"] = confirm_seeds
     client = make_client(url, token)
     detail = client.submit_study({"name": name, "params": base, "search": spec})
     click.echo(f"search {detail['id']} queued: {trials} trial(s), {sampler} + {pruner}", err=True)

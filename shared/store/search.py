@@ -95,6 +95,10 @@ def create_search(
 
 def lock_study(session: Session, study_id: int) -> Study | None:
     """The study's row, locked until the transaction ends (the search's decisions serialize)."""
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite has no row locks: a write takes the database's, so a sweep that has only read
+        # so far cannot decide alongside a worker from the same stale reads.
+        session.execute(update(Study).where(Study.id == study_id).values(id=Study.id))
     statement = select(Study).where(Study.id == study_id).with_for_update()
     return session.scalars(statement.execution_options(populate_existing=True)).one_or_none()
 

@@ -268,3 +268,24 @@ def test_the_form_builds_a_search_from_ranges_and_choices(
     data["base_validation_split"] = ""
     answer = client.post("/studies/new", data=data)
     assert answer.status_code == 422 and "validation_split" in answer.get_data(as_text=True)
+
+
+def test_a_sweep_fills_the_slot_of_a_trial_that_failed_with_its_worker(
+    api: FlaskClient, session: Session
+) -> None:
+    from shared.store.sweeps import take_back
+
+    study_id = api.post("/api/studies", json=search(parallel=1)).get_json()["id"]
+    [trial] = session.scalars(select(Run).where(Run.study_id == study_id))
+    assert claim(session, trial.id, "gone@test", 1, 60) is not None
+    session.commit()
+    session.refresh(trial)
+    # Its worker is lost for the last time: the sweep fails it, and says nothing to the search.
+    assert not take_back(session, trial, "its pool process died", 1, if_expired=False)
+    session.commit()
+    decision = sweep_search(session, study_id)
+    session.commit()
+    assert len(decision.send) == 1  # the free slot gets the next configuration
+    new = session.get(Run, decision.send[0][0])
+    assert new is not None and new.config == 1 and new.status == RunStatus.QUEUED
+    assert sweep_search(session, study_id).send == []  # and only one

@@ -8,6 +8,7 @@ import os
 import click
 
 from cli import dbadmin, remote
+from cli import search as _search  # noqa: F401 (registers `study search`)
 from cli.cluster import cluster, cluster_commands, cluster_settings, workers_option
 from cli.studies import study
 from cli.supervisor import run_together, web_command, worker_command

@@ -48,7 +48,7 @@ def summary_text(study: dict[str, Any]) -> str:
         )
     lines = [
         f"study {study['id']} ({printable(study['name'])}): {study['status']}, "
-        f"{sum(study['counts'][s] for s in ('succeeded', 'failed', 'cancelled'))} of "
+        f"{sum(study['counts'][s] for s in ('succeeded', 'failed', 'cancelled', 'pruned'))} of "
         f"{study['runs']} runs done",
         table(["#", "configuration", "n", "test accuracy", "95% interval"], rows),
         "",
@@ -64,7 +64,7 @@ def follow(client: Client, study_id: int, interval: float = 2.0) -> dict[str, An
     seen = -1
     while True:
         study = client.study(study_id)
-        done = sum(study["counts"][s] for s in ("succeeded", "failed", "cancelled"))
+        done = sum(study["counts"][s] for s in ("succeeded", "failed", "cancelled", "pruned"))
         if done != seen:
             click.echo(f"study {study_id}: {done} of {study['runs']} runs done", err=True)
             seen = done

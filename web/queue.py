@@ -6,18 +6,27 @@ import logging
 import random
 
 from celery import Celery
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.domain.cost import check_cost
-from shared.domain.errors import Conflict, TooManyRequests, TrainyardError
+from shared.domain.errors import (
+    Conflict,
+    InvalidParams,
+    TooManyRequests,
+    TrainyardError,
+    field_errors,
+)
 from shared.domain.params import INT32_MAX, Hyperparams
-from shared.domain.study_design import StudyRequest, expand
+from shared.domain.search import SearchSpec, check_request, space_corners
+from shared.domain.study_design import StudyRequest, expand, run_params
 from shared.ops.celery_config import TASK_NAME, celery_config, prepare_broker
 from shared.store.models import Run, Study
 from shared.store.queries import find_by_idempotency_key, queued_count
 from shared.store.runs import create_run, fail_unsent, mark_sent
+from shared.store.search import create_search
 from shared.store.studies import add_replicates, create_study, replicate_params, study_runs
 
 logger = logging.getLogger(__name__)
@@ -124,12 +133,37 @@ class Dispatcher:
         """Expand the study, admit all its runs, commit them, then send their messages."""
         seed = request.params.seed
         first_seed = seed if seed is not None else random.randint(0, INT32_MAX)
+        if request.search is not None:
+            return self._submit_search(session, request, request.search, first_seed)
         configs, runs = expand(request, first_seed, self.settings.max_study_runs)
         self.admit(session, [params for _, params in runs])
         study, rows = create_study(
             session, request.name, request.base(), request.design(), request.varied(),
             configs, runs, first_seed, request.seeds, self.producer.conf.task_default_queue,
         )  # fmt: skip
+        session.commit()
+        self._send_all(session, rows)
+        return study
+
+    def _submit_search(
+        self, session: Session, request: StudyRequest, spec: SearchSpec, first_seed: int
+    ) -> Study:
+        """Check the search, admit its first trials, commit them, then send their messages (the
+        rest are asked for by the workers as slots free)."""
+        base = request.base()
+        check_request(spec, base, self.settings.max_study_runs)
+        try:  # every corner of the space must be a valid run (its compute, its values)
+            corners = [run_params(base, corner, first_seed) for corner in space_corners(spec)]
+        except ValidationError as exc:
+            fields = {f"search.space.{k}": v for k, v in field_errors(exc).items()}
+            raise InvalidParams.for_fields(
+                "the space holds runs that are not valid", fields
+            ) from exc
+        self.admit(session, corners[:1])
+        for params in corners:
+            check_cost(params, self.settings.max_job_tflop)
+        queue = self.producer.conf.task_default_queue
+        study, rows = create_search(session, request.name, base, spec, first_seed, queue)
         session.commit()
         self._send_all(session, rows)
         return study

@@ -12,12 +12,14 @@ from werkzeug.wrappers import Response
 
 from shared.domain.errors import InvalidParams, TooManyRequests, TrainyardError, field_errors
 from shared.domain.params import PARAM_NAMES, Hyperparams
+from shared.domain.search import CATEGORICAL
 from shared.domain.study_design import VARIABLE, StudyRequest
 from shared.read.studies import study_list, summarize
 from shared.store.studies import cancel_study, get_study
 from web import parsing
 from web.database import dispatcher, get_session
 from web.schemas import StudyListQuery, StudyQuery
+from web.search_charts import search_charts
 
 bp = Blueprint("study_pages", __name__)
 
@@ -40,6 +42,29 @@ def _value(text: str) -> Any:
         return text
 
 
+def search_form(form: dict[str, str], axes: dict[str, list[Any]]) -> dict[str, Any]:
+    """The form's search: "low, high" (", log" for a log scale) makes a range, other lists the
+    choices; trials, sampler, pruner and seed from their fields."""
+    space: dict[str, Any] = {}
+    for name, values in axes.items():
+        log = values[-1:] == ["log"]
+        bounds = values[:-1] if log else values
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in bounds)
+        if name not in CATEGORICAL and numbers and len(bounds) == 2:
+            space[name] = {"low": bounds[0], "high": bounds[1], "log": log}
+        else:
+            space[name] = {"choices": values}
+    spec: dict[str, Any] = {
+        "space": space,
+        "trials": int(form.get("trials") or 24),
+        "sampler": form.get("sampler") or "tpe",
+        "pruner": form.get("pruner") or "asha",
+    }
+    if form.get("search_seed", "").strip():
+        spec["seed"] = int(form["search_seed"])
+    return spec
+
+
 def study_request(form: dict[str, str]) -> StudyRequest:
     """The form's fields as a study request; 422 naming each field that is wrong."""
     base = {
@@ -55,7 +80,9 @@ def study_request(form: dict[str, str]) -> StudyRequest:
     data: dict[str, Any] = {"name": form.get("name") or None, "params": base}
     try:
         data["seeds"] = int(form.get("seeds") or 3)
-        if form.get("mode") == "sample":
+        if form.get("mode") == "search":
+            data["search"] = search_form(form, axes)
+        elif form.get("mode") == "sample":
             sample_seed = form.get("sample_seed", "").strip()
             data["sample"] = {
                 "n": int(form.get("sample_n") or 8),
@@ -66,7 +93,7 @@ def study_request(form: dict[str, str]) -> StudyRequest:
             data["grid"] = axes
     except ValueError:
         raise InvalidParams(
-            "seeds and sample sizes are whole numbers", {"seeds": "not a number"}
+            "seeds, sample sizes and trials are whole numbers", {"seeds": "not a number"}
         ) from None
     try:
         request_ = StudyRequest.model_validate(data)
@@ -115,7 +142,9 @@ def study(study_id: int) -> str:
     """A study: progress, each configuration's figures and curves, and the verdicts."""
     baseline = parsing.query(StudyQuery, from_form=True).baseline
     summary = summarize(get_session(), get_study(get_session(), study_id), baseline)
-    return render_template("study.html", study=summary.model_dump(mode="json"))
+    return render_template(
+        "study.html", study=summary.model_dump(mode="json"), charts=search_charts(summary.search)
+    )
 
 
 @bp.get("/studies/<int:study_id>/summary")
@@ -123,7 +152,11 @@ def study_summary(study_id: int) -> str:
     """The study page's tables alone, which the page fetches as runs finish."""
     baseline = parsing.query(StudyQuery, from_form=True).baseline
     summary = summarize(get_session(), get_study(get_session(), study_id), baseline)
-    return render_template("_study_summary.html", study=summary.model_dump(mode="json"))
+    return render_template(
+        "_study_summary.html",
+        study=summary.model_dump(mode="json"),
+        charts=search_charts(summary.search),
+    )
 
 
 @bp.post("/studies/<int:study_id>/replicates")

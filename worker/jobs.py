@@ -30,6 +30,17 @@ from shared.store.lease import (
     renew,
 )
 from shared.store.queries import get_run
+from shared.store.search import (
+    Decision,
+    after_end,
+    best_model,
+    claim_test,
+    due_test,
+    finish_trial,
+    record_test,
+    report_epoch,
+    study_of,
+)
 from worker.process import WorkerContext
 
 logger = logging.getLogger(__name__)
@@ -49,6 +60,7 @@ class Outcome(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PRUNED = "pruned"  # a search stopped the trial on its validation metric
     HANDED_OVER = "handed over"  # its worker is shutting down: back in the queue, not a loss
     LOST = "lost"  # another attempt holds the run now: this one wrote nothing more
     SKIPPED = "skipped"  # not queued (running elsewhere, finished, missing): nothing to do
@@ -144,8 +156,11 @@ def execute_run(context: WorkerContext, run_id: int, worker: str) -> Outcome:
             params = Hyperparams.model_validate(get_run(session, run_id).params)
             checkpoint = last_checkpoint(session, run_id)
             resume = (checkpoint.epoch, checkpoint.state) if checkpoint else None
+            trial = study_of(session, run_id) is not None
     if lease is None:
-        if pass_to is None:
+        if pass_to is None and (study_id := _due_test(store, run_id)) is not None:
+            test_best(context, study_id)
+        elif pass_to is None:
             logger.info("run %s is not queued; dropping the message", run_id)
         else:
             context.send(run_id, pass_to)
@@ -163,15 +178,15 @@ def execute_run(context: WorkerContext, run_id: int, worker: str) -> Outcome:
         params.model_dump(),
     )
     try:
-        return _train(context, lease, params, resume)
+        return _train(context, lease, params, resume, trial)
     except LeaseLost:
         logger.warning("run %s: attempt %d lost its lease; it writes nothing more", *_ids(lease))
         return Outcome.LOST
     except CancelRequested:
-        return _end(store, lease, RunStatus.CANCELLED)
+        return _ended(context, lease, RunStatus.CANCELLED)
     except Exception as exc:
         logger.exception("run %s failed", run_id)
-        return _end(store, lease, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return _ended(context, lease, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
 
 
 def _ids(lease: Lease) -> tuple[int, int]:
@@ -209,11 +224,59 @@ def _end(store: Store, lease: Lease, status: RunStatus, error: str | None = None
     return Outcome(status.value)
 
 
+def _ended(
+    context: WorkerContext, lease: Lease, status: RunStatus, error: str | None = None
+) -> Outcome:
+    """End the run; a search's trial that ended so frees its slot for the next configuration."""
+    outcome = _end(context.store, lease, status, error)
+    try:
+        with context.store.session_scope() as session:
+            decision = after_end(session, lease.run_id)
+        _settle(context, decision)
+    except Exception:
+        logger.exception("run %s: the search's next trial waits for a sweep", lease.run_id)
+    return outcome
+
+
+def _settle(context: WorkerContext, decision: Decision) -> None:
+    """After a search's decision is committed: send the new trials, read the best's test set."""
+    for run_id, queue in decision.send:
+        context.send(run_id, queue)
+    if decision.test_study is not None:
+        test_best(context, decision.test_study)
+
+
+def _due_test(store: Store, run_id: int) -> int | None:
+    """The search whose chosen best is `run_id` and awaits its test reading (a sweep's message)."""
+    with store.session_scope() as session:
+        return due_test(session, run_id)
+
+
+def test_best(context: WorkerContext, study_id: int) -> bool:
+    """Evaluate a finished search's best on the test set, once: the only time a search reads it."""
+    with context.store.session_scope() as session:
+        run_id = claim_test(session, study_id)
+        keras_file = best_model(session, run_id) if run_id is not None else None
+    if run_id is None or keras_file is None or context.training.data is None:
+        return False
+    from worker.training.model import evaluate_keras_file
+
+    loss, accuracy, evaluation = evaluate_keras_file(keras_file, context.training.data)
+    with context.store.session_scope() as session:
+        confirmations = record_test(session, study_id, run_id, loss, accuracy, evaluation)
+        send = [(run.id, run.queue) for run in confirmations or []]
+    for confirmation, queue in send:
+        context.send(confirmation, queue)
+    logger.info("search %s: best run %s test accuracy %.4f", study_id, run_id, accuracy)
+    return confirmations is not None
+
+
 def _train(
     context: WorkerContext,
     lease: Lease,
     params: Hyperparams,
     resume: tuple[int, bytes] | None,
+    trial: bool = False,
 ) -> Outcome:
     store, training = context.store, context.training
     if training.data is None:
@@ -226,20 +289,40 @@ def _train(
     if resume is not None:
         first = job.restore(resume[1]) + 1
 
+    pruned: list[Decision] = []
+
     def record(metrics: EpochRecord) -> None:
         state = job.state(metrics.epoch, context.settings.checkpoint_max_bytes)
-        _write(store, record_epoch, lease, metrics, state)
+        if trial:
+            # The epoch and the search's "go on?" in one transaction, decided on stored reports.
+            decision = _write(store, report_epoch, lease, metrics, state, params.epochs)
+            if decision.pruned:
+                pruned.append(decision)
+        else:
+            _write(store, record_epoch, lease, metrics, state)
         logger.info("run %s epoch %d: loss %.4f", lease.run_id, metrics.epoch, metrics.loss)
 
+    def should_stop() -> bool:
+        return watch.stop is not None or bool(pruned)
+
     with Watch(store, lease, context.settings.heartbeat_interval, job.request_stop) as watch:
-        job.train_epochs(record, should_stop=lambda: watch.stop is not None, first=first)
+        job.train_epochs(record, should_stop=should_stop, first=first)
         stop = watch.stop
+    if pruned:
+        _settle(context, pruned[0])
+        logger.info("run %s pruned", lease.run_id)
+        return Outcome.PRUNED
     if stop is Stop.LOST:
         raise LeaseLost(lease)
     if stop is Stop.CANCEL:
         raise CancelRequested(lease)
     if stop is Stop.HANDOVER:
         return _hand_over(context, lease)
+    if trial:
+        # A search's trial never reads the test set: only the chosen best does, once.
+        _settle(context, _write(store, finish_trial, lease, job.keras_file()))
+        logger.info("run %s: trial complete", lease.run_id)
+        return Outcome.SUCCEEDED
     loss, accuracy, evaluation = job.evaluate()
     _write(
         store,

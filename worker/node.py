@@ -25,6 +25,7 @@ from kombu.exceptions import ChannelError
 from shared.config import Settings
 from shared.ops.celery_config import celery_config
 from shared.store.engine import Store
+from shared.store.search import open_searches, sweep_search
 from shared.store.sweeps import expired, held_by, lock_briefly, request_handover, take_back, unsent
 from shared.store.workers import register_worker, stop_worker, worker_heartbeat
 from worker.process import Send
@@ -128,6 +129,7 @@ class Node:
                 )
                 if take_back(session, run, reason, self.settings.max_attempts):
                     requeued.append((run.id, run.queue))
+        requeued += self._sweep_searches()
         if look_at_broker:
             depth = broker_depth(self.settings, self.settings.queue)
             if depth is not None:
@@ -141,6 +143,21 @@ class Node:
         for run_id, queue in requeued:
             self.send(run_id, queue)
         return [run_id for run_id, _ in requeued]
+
+    def _sweep_searches(self) -> list[tuple[int, str]]:
+        """Fill a search's free slots (a trial lost with its worker frees one without a word), and
+        send the chosen best's test reading to a worker when nobody has taken it on."""
+        send: list[tuple[int, str]] = []
+        with self.store.session_scope() as session:
+            searches = open_searches(session)
+        for study_id in searches:
+            with self.store.session_scope() as session:
+                lock_briefly(session)
+                decision = sweep_search(session, study_id)
+            send += decision.send
+            if decision.test_run is not None:
+                send.append((decision.test_run, self.settings.queue))
+        return send
 
     def hand_over(self) -> None:
         """Take no new run, and ask this node's running jobs to stop at their next batch and go

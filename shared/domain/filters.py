@@ -79,7 +79,7 @@ class RunQueryBase(QueryModel):
 
     status: str | None = Field(
         None,
-        description="Comma-separated statuses: queued, running, succeeded, failed, cancelled.",
+        description="Comma-separated statuses: queued, running, succeeded, failed, cancelled, pruned.",
         pattern=STATUS_LIST,
     )
     q: str | None = Field(

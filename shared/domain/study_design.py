@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.domain.errors import InvalidParams, field_errors
 from shared.domain.params import INT32_MAX, PARAM_NAMES, Hyperparams, Name
+from shared.domain.search import SearchSpec
 
 # Hyperparameters a design may vary: all but the seed, which is the replicate axis.
 VARIABLE = tuple(name for name in PARAM_NAMES if name != "seed")
@@ -126,6 +127,11 @@ class StudyRequest(BaseModel):
         json_schema_extra=_axes_schema(ranges=False),
     )
     sample: Sample | None = Field(None, description="Or: configurations drawn at random.")
+    search: SearchSpec | None = Field(
+        None,
+        description="Or: an adaptive search (Optuna): trials asked one by one as workers free, "
+        "weak ones stopped early on the validation metric; needs params.validation_split > 0.",
+    )
     seeds: int = Field(3, ge=1, le=20, description="Replicates of each configuration.")
 
     @field_validator("grid")
@@ -143,8 +149,8 @@ class StudyRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_design(self) -> StudyRequest:
-        if self.grid is not None and self.sample is not None:
-            raise ValueError("give a grid or a sample, not both")
+        if sum(x is not None for x in (self.grid, self.sample, self.search)) > 1:
+            raise ValueError("give one of grid, sample or search, not both")
         return self
 
     def base(self) -> dict[str, Any]:

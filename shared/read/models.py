@@ -276,6 +276,57 @@ class StudyOut(BaseModel):
     first_seed: int
 
 
+class BestTrial(BaseModel):
+    """A search's best trial, chosen by its final metric on validation data only."""
+
+    run_id: int
+    trial: int
+    params: dict[str, Any]
+    metric: str
+    value: float = Field(description="Its final validation metric, what it was chosen by.")
+    val_accuracy: float | None
+    test_accuracy: float | None = Field(
+        description="Read once, after every trial ended, for the chosen trial only."
+    )
+    final: bool = Field(description="Every trial ended: this is the search's answer.")
+
+
+class TrialOut(BaseModel):
+    """One trial of a search: its configuration and validation metric by epoch."""
+
+    trial: int
+    run_id: int
+    params: dict[str, Any]
+    status: RunStatus
+    epochs_done: int
+    reports: list[float] = Field(description="The validation metric after each epoch.")
+    value: float | None = Field(description="The last of them.")
+
+
+class SearchCurvePoint(BaseModel):
+    """The best final validation metric of the trials complete so far, after `epochs` epochs
+    trained by all trials together."""
+
+    epochs: int
+    best: float
+
+
+class SearchOut(BaseModel):
+    """What a search adds to its study."""
+
+    spec: dict[str, Any] = Field(description="The search as submitted (with its defaults).")
+    state: Literal["searching", "testing", "done", "cancelled"]
+    best: BestTrial | None
+    epochs_trained: int = Field(description="Epochs trained by all trials together.")
+    trials: dict[str, int] = Field(description="Its trials by status.")
+    trial_list: list[TrialOut]
+    curve: list[SearchCurvePoint]
+    importance: dict[str, float] = Field(
+        description="Each hyperparameter's importance to the final metric (Optuna's PED-ANOVA "
+        "evaluator, summing to 1); empty below 3 complete trials."
+    )
+
+
 class StudyDetail(StudyOut):
     """A study, its configurations' statistics and the comparisons with the baseline."""
 
@@ -283,6 +334,7 @@ class StudyDetail(StudyOut):
     test: str
     configurations: list[Configuration]
     comparisons: list[ComparisonOut]
+    search: SearchOut | None = Field(None, description="For a search study.")
 
 
 class StudyList(BaseModel):

@@ -22,6 +22,7 @@ from shared.read.models import (
     StudyRun,
     StudyRuns,
 )
+from shared.read.search import search_view
 from shared.store import studies as stored
 from shared.store.models import Epoch, Run, Study
 from shared.store.queries import epochs_by_run
@@ -41,13 +42,21 @@ def status_of(counts: Counter[str], total: int) -> str:
     return "running"
 
 
+def _search_status(study: Study, status: str) -> str:
+    """A search is running until its best's test set is read, though its trials may all be
+    finished for a moment (between one ending and the next being asked)."""
+    if study.search_state in ("searching", "testing") and status == "finished":
+        return "running"
+    return "cancelled" if study.search_state == "cancelled" and status == "finished" else status
+
+
 def study_out(study: Study, counts: Counter[str], total: int) -> StudyOut:
     """A study's summary line: what it varies and how far its runs are."""
     return StudyOut(
         id=study.id,
         name=study.name,
         created_at=study.created_at,
-        status=status_of(counts, total),
+        status=_search_status(study, status_of(counts, total)),
         counts={status.value: counts[status.value] for status in RunStatus},
         runs=total,
         base_params=study.base_params,
@@ -109,7 +118,7 @@ def summarize(session: Session, study: Study, baseline: int | None = None) -> St
     """The study with, per configuration, its runs, the statistics of its finished runs and its
     mean learning curves, and every configuration compared with the baseline (Welch's t-test)."""
     baseline = 0 if baseline is None else baseline
-    if not 0 <= baseline < len(study.configs):
+    if not 0 <= baseline < max(len(study.configs), 1):
         raise NotFound(
             f"baseline is a configuration's index, 0 to {len(study.configs) - 1}",
             {"baseline": "no such configuration"},
@@ -125,7 +134,9 @@ def summarize(session: Session, study: Study, baseline: int | None = None) -> St
         members = by_config[index]
         succeeded = [run for run in members if run.status == RunStatus.SUCCEEDED]
         finished[index] = {
-            metric: [getattr(run, metric) for run in succeeded] for metric in METRICS
+            # A search's trials read no test set: only its chosen best has these figures.
+            metric: [getattr(run, metric) for run in succeeded if getattr(run, metric) is not None]
+            for metric in METRICS
         }
         statistics = {
             metric: Statistic.model_validate(describe(finished[index][metric]).as_dict())
@@ -167,4 +178,5 @@ def summarize(session: Session, study: Study, baseline: int | None = None) -> St
         test=TEST,
         configurations=configurations,
         comparisons=comparisons,
+        search=search_view(session, study),
     )

@@ -175,6 +175,14 @@ class Study(Base):
     # Replicate k of every configuration trains with seed first_seed + k.
     first_seed: Mapped[int] = mapped_column(Integer)
     replicates: Mapped[int] = mapped_column(Integer)
+    # A search (shared.domain.search.SearchSpec): its trials are asked one by one, as slots free.
+    search: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # searching -> testing (the best is chosen, its test accuracy not read yet) -> done; or
+    # cancelled. None for a grid or sample study.
+    search_state: Mapped[str | None] = mapped_column(String(16), index=True)
+    best_run_id: Mapped[int | None] = mapped_column(Integer)
+    # When a worker took the best's test evaluation on (another one may after a while).
+    test_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Epoch(Base):

@@ -94,6 +94,15 @@ def cancel_study(session: Session, study: Study) -> int:
     unfinished = [run for run in study_runs(session, study.id) if not run.status.finished]
     for run in unfinished:
         request_cancel(session, run.id)
+    if study.search_state == "searching":
+        # A search asks for no new trial. Written after the runs (a trial's epoch locks its run,
+        # then the study: the same order); a trial asked meanwhile is cancelled too.
+        study.search_state = "cancelled"
+        session.flush()
+        for run in study_runs(session, study.id):
+            if run.id not in {r.id for r in unfinished} and not run.status.finished:
+                request_cancel(session, run.id)
+                unfinished.append(run)
     return len(unfinished)
 
 

@@ -60,7 +60,9 @@ def test_the_scrape_says_what_the_store_holds(session: Session, client: FlaskCli
     }
     assert finished == {"succeeded": 2, "failed": 1, "cancelled": 1}
     by_status = {s.value: value(samples, "trainyard_runs", status=s.value) for s in RunStatus}
-    assert by_status == {"queued": 2, "running": 0, "succeeded": 2, "failed": 1, "cancelled": 1}
+    assert by_status == {
+        "queued": 2, "running": 0, "succeeded": 2, "failed": 1, "cancelled": 1, "pruned": 0
+    }  # fmt: skip
     assert value(samples, "trainyard_queue_length") == 2
     assert value(samples, "trainyard_queue_oldest_age_seconds") > 0
     assert value(samples, "trainyard_workers_live") == 1

@@ -52,7 +52,7 @@
   window.trainyardCharts = charts;
 
   function done(s) {
-    return s.counts.succeeded + s.counts.failed + s.counts.cancelled;
+    return s.counts.succeeded + s.counts.failed + s.counts.cancelled + (s.counts.pruned || 0);
   }
 
   async function tick() {

@@ -144,37 +144,12 @@ class Job:
             return int(saved["epoch"])
 
     def _score(self, images: tf.Tensor, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
-        logits = self.network.logits(images)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        loss = float(-log_softmax[np.arange(len(labels)), labels].mean())
-        predicted = logits.argmax(axis=1)
-        return loss, float((predicted == labels).mean()), predicted
+        return _score_logits(self.network.logits(images), labels)
 
     def evaluate(self) -> tuple[float, float, dict[str, Any]]:
         """Score the 10,000 test images in one pass: loss, accuracy, confusion matrix, sample errors."""
-        labels = self.data.test_labels.astype(np.int64)
-        loss, accuracy, predicted = self._score(
-            _images(self.data, "test", self.params.normalize), labels
-        )
-        confusion = np.bincount(labels * 10 + predicted, minlength=100).reshape(10, 10)
-        per_class = (np.diag(confusion) / confusion.sum(axis=1)).round(6)
-        wrong = np.flatnonzero(predicted != labels)[:MISCLASSIFIED_KEPT]
-        misclassified = [
-            {
-                "index": int(i),
-                "label": int(labels[i]),
-                "predicted": int(predicted[i]),
-                "image": base64.b64encode(self.data.test_images[i].tobytes()).decode("ascii"),
-            }
-            for i in wrong
-        ]
-        evaluation = {
-            "confusion_matrix": confusion.tolist(),
-            "per_class_accuracy": per_class.tolist(),
-            "misclassified": misclassified,
-        }
-        return loss, accuracy, evaluation
+        images = _images(self.data, "test", self.params.normalize)
+        return _evaluation(self.data, self.network.logits(images))
 
     def keras_file(self) -> bytes:
         """The trained model as a `.keras` file that takes raw 28x28 pixels (0-255): the pixel
@@ -216,3 +191,48 @@ class Job:
             path = Path(folder) / "model.keras"
             model.save(path)
             return path.read_bytes()
+
+
+def _score_logits(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = float(-log_softmax[np.arange(len(labels)), labels].mean())
+    predicted = logits.argmax(axis=1)
+    return loss, float((predicted == labels).mean()), predicted
+
+
+def _evaluation(data: Mnist, logits: np.ndarray) -> tuple[float, float, dict[str, Any]]:
+    labels = data.test_labels.astype(np.int64)
+    loss, accuracy, predicted = _score_logits(logits, labels)
+    confusion = np.bincount(labels * 10 + predicted, minlength=100).reshape(10, 10)
+    per_class = (np.diag(confusion) / confusion.sum(axis=1)).round(6)
+    wrong = np.flatnonzero(predicted != labels)[:MISCLASSIFIED_KEPT]
+    misclassified = [
+        {
+            "index": int(i),
+            "label": int(labels[i]),
+            "predicted": int(predicted[i]),
+            "image": base64.b64encode(data.test_images[i].tobytes()).decode("ascii"),
+        }
+        for i in wrong
+    ]
+    evaluation = {
+        "confusion_matrix": confusion.tolist(),
+        "per_class_accuracy": per_class.tolist(),
+        "misclassified": misclassified,
+    }
+    return loss, accuracy, evaluation
+
+
+def evaluate_keras_file(keras_file: bytes, data: Mnist) -> tuple[float, float, dict[str, Any]]:
+    """Score a stored `.keras` model (it takes raw pixels) on the 10,000 test images: what a
+    search reads once, for the configuration it chose."""
+    import keras
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.keras"
+        path.write_bytes(keras_file)
+        model = keras.models.load_model(path)
+    images = data.test_images.astype(np.float32)
+    logits = np.asarray(model.predict(images, batch_size=1000, verbose=0))
+    return _evaluation(data, logits)

@@ -40,28 +40,33 @@ def test_a_generated_client_submits_lists_shows_and_cancels(
         def load(module: str) -> Any:
             return importlib.import_module(f"trainyard_client.{module}")
 
-        client = load("client").Client(base_url=live_server, raise_on_unexpected_status=True)
-        models = load("models")
-        submit_run, list_runs = load("api.runs.submit_run"), load("api.runs.list_runs")
-        get_run, get_run_metrics = load("api.runs.get_run"), load("api.runs.get_run_metrics")
-        cancel_run = load("api.runs.cancel_run")
+        with load("client").Client(base_url=live_server, raise_on_unexpected_status=True) as client:
+            models = load("models")
+            submit_run, list_runs = load("api.runs.submit_run"), load("api.runs.list_runs")
+            get_run, get_run_metrics = load("api.runs.get_run"), load("api.runs.get_run_metrics")
+            cancel_run = load("api.runs.cancel_run")
 
-        body = models.SubmitRequest(
-            name="generated client",
-            params=models.Hyperparams(epochs=30, train_samples=60000, seed=3, normalize=False),
-        )
-        created = submit_run.sync(client=client, body=body)
-        assert created.name == "generated client" and created.status.value in ("queued", "running")
-        listed = list_runs.sync(
-            client=client, q="generated", normalize=False, sort=list_runs.ListRunsSort.ID_DESC
-        )
-        assert [run.id for run in listed.runs] == [created.id] and listed.total == 1
-        shown = get_run.sync(client=client, run_id=created.id)
-        assert shown.params.epochs == 30 and shown.params.seed == 3
-        metrics = get_run_metrics.sync(client=client, run_id=created.id)
-        assert metrics.run_id == created.id
-        cancelled = cancel_run.sync(client=client, run_id=created.id, body=models.EmptyRequest())
-        assert cancelled.cancel_requested
+            body = models.SubmitRequest(
+                name="generated client",
+                params=models.Hyperparams(epochs=30, train_samples=60000, seed=3, normalize=False),
+            )
+            created = submit_run.sync(client=client, body=body)
+            assert created.name == "generated client" and created.status.value in (
+                "queued",
+                "running",
+            )
+            listed = list_runs.sync(
+                client=client, q="generated", normalize=False, sort=list_runs.ListRunsSort.ID_DESC
+            )
+            assert [run.id for run in listed.runs] == [created.id] and listed.total == 1
+            shown = get_run.sync(client=client, run_id=created.id)
+            assert shown.params.epochs == 30 and shown.params.seed == 3
+            metrics = get_run_metrics.sync(client=client, run_id=created.id)
+            assert metrics.run_id == created.id
+            cancelled = cancel_run.sync(
+                client=client, run_id=created.id, body=models.EmptyRequest()
+            )
+            assert cancelled.cancel_requested
     finally:
         sys.path.remove(str(tmp_path))
         for name in [m for m in sys.modules if m.startswith("trainyard_client")]:

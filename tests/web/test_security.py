@@ -203,15 +203,15 @@ def test_a_hundred_form_posts_across_gunicorn_workers_never_fail_csrf(
     failures = 0
     with web_process(keyless) as url:
         for _ in range(100):
-            browser = requests.Session()
-            page = browser.get(f"{url}/runs/new", timeout=10).text
-            token = find(page, "input", name="csrf_token")[0]["attrs"]["value"]
-            answer = browser.post(
-                f"{url}/runs/999999/cancel",
-                data={"csrf_token": token},
-                allow_redirects=False,
-                timeout=10,
-            )
+            with requests.Session() as browser:  # a new visitor each time, its sockets closed
+                page = browser.get(f"{url}/runs/new", timeout=10).text
+                token = find(page, "input", name="csrf_token")[0]["attrs"]["value"]
+                answer = browser.post(
+                    f"{url}/runs/999999/cancel",
+                    data={"csrf_token": token},
+                    allow_redirects=False,
+                    timeout=10,
+                )
             failures += answer.status_code == 400
     assert failures == 0
     assert (tmp_path / "home" / "secret_key").exists()

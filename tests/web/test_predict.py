@@ -317,3 +317,25 @@ def predict_label_in_process(trained: Trained, mnist: Mnist) -> int:
     seen = mnist_style(decode_png(drawing_of(mnist.test_images[0], 0)))
     network = network_from_keras(trained.keras_file)
     return int(network.probabilities(seen.reshape(1, 784).astype(np.float32)).argmax())
+
+
+def test_the_pad_is_on_a_succeeded_run_s_page_and_on_the_compare_page(
+    trained: Trained, client: FlaskClient, session: Session
+) -> None:
+    """Scripts only from static files (the CSP allows no inline script); the pad is hidden until
+    the run has a model (static/pad.js shows it when the run page learns it succeeded)."""
+    done = stored(session, trained)
+    queued = make_run(session).id
+    html = client.get(f"/runs/{done}").get_data(as_text=True)
+    assert f'data-url="/api/runs/{done}/predict" data-ready="true"' in html
+    assert '<section class="pad" id="try-it" data-follow="model-link" >' in html
+    assert '<script src="/static/pad.js">' in html
+    html = client.get(f"/runs/{queued}").get_data(as_text=True)
+    assert 'data-follow="model-link" hidden>' in html
+    html = client.get(f"/compare?ids={done},{queued}").get_data(as_text=True)
+    assert f'data-url="/api/runs/{done}/predict" data-ready="true"' in html
+    assert f'data-url="/api/runs/{queued}/predict" data-ready="false"' in html
+    assert "no model: this run is queued" in html
+    script = client.get("/static/pad.js")
+    assert script.status_code == 200
+    script.close()

@@ -189,9 +189,3 @@ def mnist_style(image: Image.Image) -> NDArray[np.uint8]:
     canvas = np.zeros((SIDE, SIDE), dtype=np.float32)
     _shift_into(canvas, small)
     return np.rint(canvas).astype(np.uint8)
-
-
-def top_labels(probabilities: Sequence[float], count: int = 3) -> list[tuple[int, float]]:
-    """The `count` most probable labels with their probabilities, most probable first."""
-    order = sorted(range(len(probabilities)), key=lambda k: -probabilities[k])
-    return [(k, float(probabilities[k])) for k in order[:count]]

@@ -18,6 +18,7 @@ from shared.domain.digits import (
     MAX_IMAGES,
     PIXELS,
     SIDE,
+    Network,
     Pixels,
     mnist_style,
     pixel_inputs,
@@ -66,10 +67,10 @@ class PredictOut(BaseModel):
     )
 
 
-def _predictions(session: Session, run_id: int, images: Pixels) -> list[Prediction]:
-    probabilities = run_network(session, run_id).probabilities(images)
+def _predictions(network: Network, images: Pixels) -> list[Prediction]:
     return [
-        Prediction(label=int(row.argmax()), probabilities=row.tolist()) for row in probabilities
+        Prediction(label=int(row.argmax()), probabilities=row.tolist())
+        for row in network.probabilities(images)
     ]
 
 
@@ -81,8 +82,9 @@ def predict_pixels(session: Session, run_id: int, body: dict[str, Any]) -> Predi
         raise InvalidParams.for_fields("invalid request", dict.fromkeys(unknown, "unknown field"))
     if "inputs" not in body:
         raise InvalidParams.for_fields("invalid request", {"inputs": "Field required"})
+    network = run_network(session, run_id)
     images = pixel_inputs(body["inputs"])
-    return PredictOut(run_id=run_id, predictions=_predictions(session, run_id, images))
+    return PredictOut(run_id=run_id, predictions=_predictions(network, images))
 
 
 def decode_png(data: bytes) -> Image.Image:
@@ -119,9 +121,9 @@ def predict_png(session: Session, run_id: int, data: bytes) -> PredictOut:
     """Predict one PNG drawing of any size, prepared as MNIST was made; 422 for an empty one."""
     image = decode_png(data)
     # The run's state is checked before the drawing is prepared: a 409 is the first answer due.
-    run_network(session, run_id)
+    network = run_network(session, run_id)
     seen = mnist_style(image)
-    predictions = _predictions(session, run_id, seen.reshape(1, PIXELS).astype(np.float32))
+    predictions = _predictions(network, seen.reshape(1, PIXELS).astype(np.float32))
     return PredictOut(
         run_id=run_id,
         predictions=predictions,

@@ -111,6 +111,11 @@ def test_predictions_equal_keras_on_the_downloaded_model(
         got = np.array([a["probabilities"] for a in answers])
         assert np.abs(got - expected).max() <= 1e-5
         assert [a["label"] for a in answers] == expected.argmax(axis=1).tolist()
+    # A batch may mix both forms.
+    mixed = [images[0].reshape(-1).tolist(), images[1].tolist()]
+    response = client.post(f"/api/runs/{run_id}/predict", json={"inputs": mixed})
+    got = np.array([a["probabilities"] for a in response.get_json()["predictions"]])
+    assert np.abs(got - expected[:2]).max() <= 1e-5
 
 
 def test_the_test_set_through_the_api_gives_the_recorded_accuracy(

@@ -99,6 +99,8 @@ def test_predictions_equal_keras_on_the_downloaded_model(
     import keras
 
     run = trained if normalize else train(mnist, normalize=False, hidden_units=48)
+    # Each test empties the database, so both cases store their model as run 1 on SQLite: the
+    # second passes only because the process's cache does not key the weights by run id alone.
     run_id = stored(session, run)
     path = tmp_path / "run.keras"
     path.write_bytes(client.get(f"/api/runs/{run_id}/model").data)
@@ -344,3 +346,25 @@ def test_the_pad_is_on_a_succeeded_run_s_page_and_on_the_compare_page(
     script = client.get("/static/pad.js")
     assert script.status_code == 200
     script.close()
+
+
+def test_the_weights_cache_keeps_the_recently_used_within_its_bytes() -> None:
+    from datetime import UTC, datetime
+
+    from shared.domain.digits import Layer, Network
+    from shared.store.trained import _Networks
+
+    def network(units: int) -> Network:
+        kernel = np.zeros((784, units), dtype=np.float32)
+        return Network(1.0, 0.0, (Layer(kernel, np.zeros(units, dtype=np.float32), True),))
+
+    size = network(10).nbytes
+    cache = _Networks(max_bytes=3 * size)
+    keys = [("db", run_id, datetime(2026, 1, 1, tzinfo=UTC)) for run_id in range(5)]
+    for key in keys[:3]:
+        cache.put(key, network(10))
+    assert cache.get(keys[0]) is not None  # now the most recently used
+    cache.put(keys[3], network(10))
+    assert cache.get(keys[1]) is None and cache.get(keys[0]) is not None
+    cache.put(keys[4], network(1000))  # larger than the bound alone: kept, the rest go
+    assert list(cache.entries) == [keys[4]]

@@ -16,7 +16,6 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
-import h5py  # type: ignore[import-untyped]
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -66,6 +65,10 @@ networks = _Networks(CACHE_BYTES)
 
 def network_from_keras(keras_file: bytes) -> Network:
     """The scaling and Dense layers of a run's `.keras` file (Dropout is a no-op at inference)."""
+    # Imported here: h5py takes 0.15 s to load, which a web process pays at its first prediction,
+    # not at start-up.
+    import h5py  # type: ignore[import-untyped]
+
     with zipfile.ZipFile(io.BytesIO(keras_file)) as archive:
         config = json.loads(archive.read("config.json"))
         weights = archive.read("model.weights.h5")

@@ -106,8 +106,8 @@
     }
     dirty = false;
     const asked = generation;
+    inFlight = ready.length; // counted now: toBlob answers later
     canvas.toBlob(function (blob) {
-      inFlight = ready.length;
       ready.forEach(function (run) {
         predict(blob, run, asked).finally(function () {
           inFlight -= 1;

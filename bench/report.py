@@ -73,6 +73,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("runs_pages-postgres", "bench.runs_pages", ("--postgres", POSTGRES)),
     Bench("metrics_scrape", "bench.metrics_scrape"),
     Bench("metrics_scrape-postgres", "bench.metrics_scrape", ("--postgres", POSTGRES)),
+    Bench("predict", "bench.predict"),
 )
 
 

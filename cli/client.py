@@ -43,8 +43,10 @@ class Client:
         body: Any = None,
         query: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        content: tuple[str, bytes] | None = None,
     ) -> Any:
-        """Send one request; return the decoded JSON, raise ApiError."""
+        """Send one request; return the decoded JSON, raise ApiError. `content`: a body that is
+        not JSON, as (media type, bytes)."""
         url = self.url.rstrip("/") + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
@@ -53,6 +55,8 @@ class Client:
         if body is not None:
             data = json.dumps(body).encode()
             all_headers["Content-Type"] = "application/json"
+        elif content is not None:
+            all_headers["Content-Type"], data = content
         if self.token:
             all_headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(url, data=data, method=method, headers=all_headers)
@@ -128,3 +132,7 @@ class Client:
     def cancel(self, run_id: int) -> dict[str, Any]:
         """Cancel a run (or ask a running one to stop); return it."""
         return self.request("POST", f"/api/runs/{run_id}/cancel", {})
+
+    def predict_png(self, run_id: int, png: bytes) -> dict[str, Any]:
+        """Classify one PNG drawing with a succeeded run's model."""
+        return self.request("POST", f"/api/runs/{run_id}/predict", content=("image/png", png))

@@ -10,6 +10,7 @@ import click
 from cli import dbadmin, remote
 from cli import search as _search  # noqa: F401 (registers `study search`)
 from cli.cluster import cluster, cluster_commands, cluster_settings, workers_option
+from cli.predict import predict
 from cli.studies import study
 from cli.supervisor import run_together, web_command, worker_command
 from shared.config import child_env, get_settings
@@ -147,6 +148,7 @@ def up(host: str, port: int, workers: int | None) -> None:
 main.add_command(cluster)
 dbadmin.register(db)
 main.add_command(study)
+main.add_command(predict)
 remote.register(main)
 
 if __name__ == "__main__":

@@ -91,6 +91,10 @@ class Settings:
     max_job_tflop: float = field(default=400.0, metadata=env("TRAINYARD_MAX_JOB_TFLOP"))
     # Largest request body the web app accepts, in bytes.
     max_body_bytes: int = field(default=64 * 1024, metadata=env("TRAINYARD_MAX_BODY_BYTES"))
+    # Largest body of a prediction request (1,000 images as JSON, or one PNG drawing), in bytes.
+    predict_max_body_bytes: int = field(
+        default=8 * 1024 * 1024, metadata=env("TRAINYARD_PREDICT_MAX_BODY_BYTES")
+    )
     # Seconds a worker's lease on a run lasts without renewal; then the run is taken back.
     heartbeat_timeout: float = field(default=30.0, metadata=env("TRAINYARD_HEARTBEAT_TIMEOUT"))
     # Seconds between lease renewals and worker heartbeats (and the sweeps that watch them).

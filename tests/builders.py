@@ -40,6 +40,7 @@ def make_run(
     test_loss: float | None = None,
     worker: str = "builder@test",
     evaluation: dict[str, Any] | None = None,
+    keras_file: bytes | None = None,
     **params: Any,
 ) -> Run:
     """Create a run with these parameters, taken as far as `status` with `epochs_done` epochs,
@@ -60,6 +61,7 @@ def make_run(
                 test_accuracy=test_accuracy,
                 error="boom" if status == RunStatus.FAILED else None,
                 evaluation=evaluation,
+                keras_file=keras_file,
             )
     session.commit()
     session.refresh(run)

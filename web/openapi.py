@@ -74,8 +74,10 @@ def operation(
     secured: bool = False,
     csv: bool = False,
     headers: dict[str, str] | None = None,
+    raw_body: FileResponse | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Attach a view's contract: responses by status (a model, or an error description)."""
+    """Attach a view's contract: responses by status (a model, or an error description).
+    `raw_body`: a file the body may be instead of JSON."""
 
     def attach(view: Callable[..., Any]) -> Callable[..., Any]:
         assert tag in TAGS, tag
@@ -89,6 +91,7 @@ def operation(
             "secured": secured,
             "csv": csv,
             "headers": headers or {},
+            "raw_body": raw_body,
         }
         return view
 
@@ -219,6 +222,11 @@ def build_document(app: Flask) -> dict[str, Any]:
                     }
                 },
             }
+        if contract.get("raw_body") is not None:
+            raw = contract["raw_body"]
+            content = item["requestBody"]["content"]
+            content[raw.media_type] = {"schema": {"type": "string", "format": "binary"}}
+            item["requestBody"]["description"] = raw.description
         if contract["secured"]:
             item["security"] = [{"bearer": []}]
         if rule.endpoint == "api.create":

@@ -85,3 +85,42 @@ def test_downgrade_step_by_step_to_empty_then_up_again(empty_url: str, engine: E
     upgrade(empty_url)
     assert tables(engine) == MODEL_TABLES | {"alembic_version"}
     assert schema_differences(engine) == []
+
+
+def test_history_revision_keeps_the_rows_runs_own(empty_url: str, engine: Engine) -> None:
+    """0006 adds columns to a table full of runs: its epochs and evaluations stay (a rebuild of
+    `runs` on SQLite with foreign keys on would cascade them away)."""
+    from sqlalchemy import text
+
+    upgrade(empty_url, "0003")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO runs (id, name, status, epochs, batch_size, learning_rate, optimizer,"
+                " hidden_units, dropout, normalize, validation_split, train_samples, seed,"
+                " created_at, attempt, lost_attempts, queue, sends, cancel_requested,"
+                " handover_requested, epochs_done) VALUES (1, 'old', 'succeeded', 1, 32, 0.01,"
+                " 'adam', 8, 0.0, true, 0.0, 100, 1, '2026-01-01', 1, '[]', 'training', 1,"
+                " false, false, 1)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO epochs (run_id, epoch, loss, accuracy, seconds, recorded_at, attempt)"
+                " VALUES (1, 1, 0.5, 0.9, 1.0, '2026-01-01', 1)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO evaluations (run_id, confusion_matrix, per_class_accuracy,"
+                " misclassified) VALUES (1, '[]', '[]', '[]')"
+            )
+        )
+    upgrade(empty_url)
+    downgrade(empty_url, "0003")
+    upgrade(empty_url)
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM epochs")) == 1
+        assert connection.scalar(text("SELECT count(*) FROM evaluations")) == 1
+        row = connection.execute(text("SELECT archived, note FROM runs")).one()
+        assert (bool(row.archived), row.note) == (False, None)

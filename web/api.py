@@ -99,7 +99,9 @@ def create() -> tuple[Response, int, dict[str, str]]:
 )
 def index() -> Response:
     """Runs matching the filters, sorted, one page at a time, with the total that matched."""
-    return answer(run_views.runs_page(get_session(), parsing.query(RunQuery)))
+    return answer(
+        run_views.runs_page(get_session(), parsing.query(RunQuery), current_app.secret_key)
+    )
 
 
 @bp.get("/runs/<int:run_id>")

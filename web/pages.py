@@ -95,7 +95,9 @@ def runs() -> tuple[str, int]:
     except BadRequest as exc:
         context["error"] = exc
         return render_template("runs.html", **context), 400
-    listing = run_views.runs_page(get_session(), query).model_dump(mode="json")
+    listing = run_views.runs_page(get_session(), query, current_app.secret_key).model_dump(
+        mode="json"
+    )
     context["page"], context["rows"] = listing, listing["runs"]
     context["sort"] = query.sort
     return render_template("runs.html", **context), 200
@@ -109,7 +111,9 @@ def runs_rows() -> tuple[str, int]:
         query = parsing.query(RunQuery, from_form=True)
     except BadRequest as exc:
         return render_template("_runs_rows.html", rows=[], error=exc, args={}), 400
-    rows = run_views.runs_page(get_session(), query).model_dump(mode="json")["runs"]
+    rows = run_views.runs_page(get_session(), query, current_app.secret_key).model_dump(
+        mode="json"
+    )["runs"]
     args = parsing.flat_args(request.args, from_form=True)
     return render_template("_runs_rows.html", rows=rows, error=None, args=args), 200
 

@@ -115,6 +115,9 @@ class RunQueryBase(QueryModel):
         1, description="Page number, from 1 (skips rows: prefer `cursor` past the first pages)."
     )
     limit: PageSize = Field(25, description="Runs per page.")
+    format: Literal["json", "csv"] | None = Field(
+        None, description="`csv` answers the page as text/csv (as does `Accept: text/csv`)."
+    )
 
 
 def _param_filters() -> dict[str, Any]:

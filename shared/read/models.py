@@ -308,6 +308,7 @@ class StudyRun(BaseModel):
     """One run of a study, as its per-run table shows it."""
 
     run_id: int
+    tags: list[str]
     config: int
     label: str
     params: dict[str, Any]

@@ -9,6 +9,7 @@ import click
 
 from cli import dbadmin, remote
 from cli.cluster import cluster, cluster_commands, cluster_settings, workers_option
+from cli.purge import purge
 from cli.studies import study
 from cli.supervisor import run_together, web_command, worker_command
 from shared.config import child_env, get_settings
@@ -133,6 +134,7 @@ main.add_command(cluster)
 dbadmin.register(db)
 main.add_command(study)
 remote.register(main)
+remote.runs.add_command(purge)
 
 if __name__ == "__main__":
     main()

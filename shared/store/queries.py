@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import Boolean, Select, func, literal, select, text, tuple_
@@ -121,7 +121,7 @@ class Total:
     estimate), the count never reading more than TOTAL_BOUND + 1 rows."""
 
     value: int
-    relation: str = "eq"
+    relation: Literal["eq", "gte", "about"] = "eq"
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,8 @@ def _planner_estimate(session: Session, statement: Select[Any]) -> int | None:
     except Exception:  # a value with no literal form: say "at least" instead
         return None
     plan = session.execute(text(f"EXPLAIN (FORMAT JSON) {sql}".replace(":", r"\:"))).scalar()
+    if not plan:
+        return None
     return int(plan[0]["Plan"]["Plan Rows"])
 
 

@@ -180,7 +180,7 @@ def _after(statement: Select[Any], column: Any, after: Position, descending: boo
 
 def _keyset_rows(
     session: Session, statement: Select[Any], sort: str, after: Position | None, count: int
-) -> list[Run]:
+) -> list[Any]:
     """`count` rows in the sort's order after `after`, each part read off an index in order:
     the rows that have a value, then (NULLs last) those that have none, by id."""
     descending = sort.startswith("-")
@@ -191,7 +191,7 @@ def _keyset_rows(
         if after is not None:
             statement = statement.where(Run.id < after.id if descending else Run.id > after.id)
         return list(session.scalars(statement.order_by(by_id).limit(count)))
-    rows: list[Run] = []
+    rows: list[Any] = []
     if after is None or after.value is not None:
         valued = statement.where(column.is_not(None)) if column.nullable else statement
         if after is not None:
@@ -215,15 +215,17 @@ def list_runs(
     filtered = apply_filters(select(Run), query)
     if after is None and query.page > 1:
         offset = (query.page - 1) * query.limit
-        statement = order_by(filtered, query.sort).offset(offset).limit(query.limit + 1)
-        rows = list(session.scalars(statement))
+        statement = order_by(filtered, query.sort).offset(offset).limit(query.limit)
+        runs = list(session.scalars(statement))
     else:
-        rows = _keyset_rows(session, filtered, query.sort, after, query.limit + 1)
-    runs = rows[: query.limit]
+        runs = _keyset_rows(session, filtered, query.sort, after, query.limit)
     following = None
-    if len(rows) > query.limit:
+    if len(runs) == query.limit:
         last = runs[-1]
-        following = Position(query.sort, _sort_value(last, query.sort.lstrip("-")), last.id)
+        position = Position(query.sort, _sort_value(last, query.sort.lstrip("-")), last.id)
+        # Is there a row after it? One id read off the same index, no run loaded.
+        more = _keyset_rows(session, apply_filters(select(Run.id), query), query.sort, position, 1)
+        following = position if more else None
     return Page(runs, total, query.page, query.limit, following)
 
 

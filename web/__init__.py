@@ -50,7 +50,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from web import api, history_api, pages, studies_api, study_pages
+    from web import api, history_api, history_pages, pages, studies_api, study_pages
 
     # The API's writes are JSON from this site only (web/security.py), which no cross-site form
     # can send: they need no CSRF token. The dashboard's forms keep theirs.
@@ -63,6 +63,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(history_api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(study_pages.bp)
+    app.register_blueprint(history_pages.bp)
 
 
 def _check_run_id(endpoint: str | None, values: dict[str, Any] | None) -> None:

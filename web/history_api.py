@@ -60,7 +60,7 @@ def delete(run_id: int) -> Response:
     return answer(DeletedOut(runs=1))
 
 
-def _selected(body: BulkRequest, bound: int) -> list[int]:
+def selected_ids(body: BulkRequest, bound: int) -> list[int]:
     """The ids a bulk request names, or its filter matches; 413 past `bound`."""
     if body.ids is not None:
         if len(body.ids) > bound:
@@ -100,7 +100,7 @@ def bulk() -> Response:
     problems = body.problems()
     if problems:
         raise InvalidParams.for_fields("invalid bulk request", problems)
-    ids = _selected(body, app_settings().bulk_max)
+    ids = selected_ids(body, app_settings().bulk_max)
     session = get_session()
     affected, skipped = history.apply_bulk(session, ids, body.action, body.tags or [])
     session.commit()

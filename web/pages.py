@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
@@ -21,6 +22,7 @@ from web import parsing, security
 from web.database import app_settings, dispatcher, get_session
 from web.digits import digit_data_uri
 from web.forms import RunForm, clone_data
+from web.history_api import PAGING
 from web.schemas import ComparePageQuery, NewRunQuery
 
 logger = logging.getLogger(__name__)
@@ -99,6 +101,8 @@ def runs() -> tuple[str, int]:
         mode="json"
     )
     context["page"], context["rows"] = listing, listing["runs"]
+    # The page's filter, for "act on every run matching the filter" (web/history_pages.py).
+    context["filter_text"] = urlencode({k: v for k, v in args.items() if k not in PAGING})
     context["sort"] = query.sort
     return render_template("runs.html", **context), 200
 

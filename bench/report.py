@@ -70,6 +70,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("faults-embedded", "bench.faults", ("--broker", "embedded")),
     Bench("runs_pages", "bench.runs_pages"),
     Bench("runs_pages-postgres", "bench.runs_pages", ("--postgres", POSTGRES)),
+    Bench("runs_pages-million", "bench.runs_pages", ("--postgres", POSTGRES, "--runs", "1000000")),
 )
 
 

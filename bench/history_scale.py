@@ -71,7 +71,8 @@ def views(secret: str, runs: int) -> dict[str, str]:
     middle = runs // 2
     deep_id = cursor.encode(secret, Position("-id", middle, middle))
     deep_accuracy = cursor.encode(
-        secret, Position("-test_accuracy", 0.85 + ((middle * 7919) % 100000) * 0.0000014, middle)
+        secret,
+        Position("-test_accuracy", 0.92, middle),  # mid-range: accuracies span 0.85-0.99
     )
     # Twenty succeeded, unarchived runs near the top of the list.
     compared = [i for i in range(runs, 0, -1) if i % 100 and i % 20][:20]

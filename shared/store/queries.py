@@ -202,7 +202,9 @@ def _keyset_rows(
         empty = statement.where(column.is_(None))
         if after is not None and after.value is None:
             empty = empty.where(Run.id < after.id if descending else Run.id > after.id)
-        rows += session.scalars(empty.order_by(by_id).limit(count - len(rows)))
+        # Ordered by the (all NULL) column too, so the (column, id) index serves this part.
+        in_order = empty.order_by(column.desc() if descending else column.asc(), by_id)
+        rows += session.scalars(in_order.limit(count - len(rows)))
     return rows
 
 
@@ -211,7 +213,6 @@ def list_runs(
 ) -> Page:
     """One page of runs matching the query: after the cursor's `after` (or page 1), or by
     `?page=` (an OFFSET, for old links); with the total, unless `count` is False."""
-    total = count_matching(session, query) if count else Total(0, "gte")
     filtered = apply_filters(select(Run), query)
     if after is None and query.page > 1:
         offset = (query.page - 1) * query.limit
@@ -219,6 +220,12 @@ def list_runs(
         runs = list(session.scalars(statement))
     else:
         runs = _keyset_rows(session, filtered, query.sort, after, query.limit)
+    if not count:
+        total = Total(0, "gte")
+    elif after is None and query.page == 1 and len(runs) < query.limit:
+        total = Total(len(runs))  # a first page that is not full holds every match
+    else:
+        total = count_matching(session, query)
     following = None
     if len(runs) == query.limit:
         last = runs[-1]

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from shared.domain.params import check_name
+from shared.domain.params import INT32_MAX, UNPRINTABLE, check_name
 
 TAG_TEXT = re.compile(r"^[A-Za-z0-9\-_.:]{1,64}$")
 MAX_TAGS = 20
@@ -23,12 +23,34 @@ def check_tag(tag: str) -> str:
     return tag
 
 
+def check_note(value: str | None) -> str | None:
+    """A note: any text a database can store (newlines and tabs welcome, NUL not)."""
+    if value is None:
+        return value
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
 def _distinct(tags: list[str]) -> list[str]:
     return list(dict.fromkeys(tags))  # repeated tags collapse, the order kept
 
 
-NewName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_name)]
-Tag = Annotated[str, AfterValidator(check_tag)]
+NewName = Annotated[
+    str,
+    Field(min_length=1, max_length=200, json_schema_extra={"pattern": f"^[^{UNPRINTABLE}]*$"}),
+    AfterValidator(check_name),
+]
+# The pattern is documented for clients; `check_tag` enforces it with a reason people can read.
+Tag = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": TAG_TEXT.pattern}),
+    AfterValidator(check_tag),
+]
 TagList = Annotated[list[Tag], AfterValidator(_distinct)]
 
 
@@ -43,8 +65,11 @@ class RunPatch(BaseModel):
         max_length=MAX_TAGS,
         description=f"The run's tags, replacing the old ones: at most {MAX_TAGS}, each {TAG_RULE}.",
     )
-    note: str | None = Field(
-        None, max_length=MAX_NOTE, description=f"Plain text, at most {MAX_NOTE:,} characters."
+    note: Annotated[str | None, AfterValidator(check_note)] = Field(
+        None,
+        max_length=MAX_NOTE,
+        description=f"Plain text, at most {MAX_NOTE:,} characters; null clears it.",
+        json_schema_extra={"pattern": "^[^\\x00]*$"},
     )
     archived: bool | None = Field(
         None, description="Archived runs leave the default lists; they stay readable by id."
@@ -77,7 +102,9 @@ class BulkRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     action: BulkAction
-    ids: list[int] | None = Field(None, description="The runs, by id.")
+    ids: list[Annotated[int, Field(ge=1, le=INT32_MAX)]] | None = Field(
+        None, description="The runs, by id."
+    )
     filter: dict[str, str] | None = Field(
         None,
         description="Every run GET /api/runs would list with these query parameters "

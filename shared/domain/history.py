@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from shared.domain.params import INT32_MAX, UNPRINTABLE, check_name
+from shared.domain.params import INT32_MAX, check_name
+from shared.domain.text import UNPRINTABLE
 
 TAG_TEXT = re.compile(r"^[A-Za-z0-9\-_.:]{1,64}$")
 MAX_TAGS = 20

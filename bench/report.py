@@ -74,6 +74,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("metrics_scrape", "bench.metrics_scrape"),
     Bench("metrics_scrape-postgres", "bench.metrics_scrape", ("--postgres", POSTGRES)),
     Bench("predict", "bench.predict"),
+    Bench("runs_pages-million", "bench.runs_pages", ("--postgres", POSTGRES, "--runs", "1000000")),
 )
 
 

@@ -5,6 +5,7 @@ page's cost does not grow with the store.
 
     python -m bench.runs_pages                  # a temporary SQLite store
     python -m bench.runs_pages --postgres URL   # a throwaway database on that PostgreSQL server
+    python -m bench.runs_pages --postgres URL --runs 1000000   # a million runs, p50/p95 per view
 
 The store is tests/support/scale.py's, the one tests/web/test_pages_scale.py checks the pages on.
 """
@@ -61,7 +62,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", help="PostgreSQL server URL (a throwaway database is made)")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument(
+        "--runs",
+        type=int,
+        help="PostgreSQL only: seed this many runs (5 epochs each) in the database itself and "
+        "print p50/p95 of each view and of GET /api/runs (bench/history_scale.py)",
+    )
     args = parser.parse_args()
+    if args.runs:
+        if not args.postgres:
+            parser.error("--runs needs --postgres")
+        from bench.history_scale import main as at_scale
+
+        at_scale(args.postgres, args.runs, args.repeat)
+        return
 
     from shared.config import Settings
     from shared.store.migrate import upgrade

@@ -94,15 +94,14 @@ class Client:
         return self.request("GET", "/api/runs", query=filters)
 
     def iter_runs(self, filters: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Yield every run matching `filters`, fetching page after page."""
+        """Yield every run matching `filters`, following the answers' cursors page after page."""
         query = {**(filters or {}), "limit": MAX_PAGE}
-        page = 1
         while True:
-            answer = self.list_runs({**query, "page": page})
+            answer = self.list_runs(query)
             yield from answer["runs"]
-            if page >= answer["pages"]:
+            if not answer.get("next_cursor"):
                 return
-            page += 1
+            query = {**query, "cursor": answer["next_cursor"]}
 
     def compare(self, ids: list[int], baseline: int | None = None) -> dict[str, Any]:
         """Return the side-by-side comparison of runs."""

@@ -11,6 +11,7 @@ from cli import dbadmin, remote
 from cli import search as _search  # noqa: F401 (registers `study search`)
 from cli.cluster import cluster, cluster_commands, cluster_settings, workers_option
 from cli.predict import predict
+from cli.purge import purge
 from cli.studies import study
 from cli.supervisor import run_together, web_command, worker_command
 from shared.config import child_env, get_settings
@@ -150,6 +151,7 @@ dbadmin.register(db)
 main.add_command(study)
 main.add_command(predict)
 remote.register(main)
+remote.runs.add_command(purge)
 
 if __name__ == "__main__":
     main()

@@ -27,7 +27,9 @@ from shared.domain.status import FINISHED_STATUSES
 from shared.domain.text import spreadsheet_safe
 
 # Options made from the API's own query model, so the CLI filters exactly as the API does.
-FILTERS = tuple(name for name in RunQuery.model_fields if name not in ("sort", "page", "limit"))
+FILTERS = tuple(
+    name for name in RunQuery.model_fields if name not in ("sort", "page", "limit", "format")
+)
 EXPORT_COLUMNS = (
     "id", "name", "status", "created_at", "started_at", "finished_at", "duration_seconds",
     "epochs_done", "epochs_total", *PARAM_NAMES, "test_loss", "test_accuracy", "worker",

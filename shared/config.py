@@ -87,6 +87,8 @@ class Settings:
     max_queued_runs: int = field(default=1000, metadata=env("TRAINYARD_MAX_QUEUED_RUNS"))
     # Most runs one study may queue at once (configurations x seeds).
     max_study_runs: int = field(default=200, metadata=env("TRAINYARD_MAX_STUDY_RUNS"))
+    # Most runs one bulk request (POST /api/runs/bulk, the runs page's bulk actions) may touch.
+    bulk_max: int = field(default=1000, metadata=env("TRAINYARD_BULK_MAX"))
     # Largest estimated compute of one job, in TFLOP-equivalents (see shared/domain/cost.py).
     max_job_tflop: float = field(default=400.0, metadata=env("TRAINYARD_MAX_JOB_TFLOP"))
     # Largest request body the web app accepts, in bytes.

@@ -52,19 +52,22 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from web import api, pages, predict_api, studies_api, study_pages
+    from web import api, history_api, history_pages, pages, predict_api, studies_api, study_pages
 
     # The API's writes are JSON from this site only (web/security.py), which no cross-site form
     # can send: they need no CSRF token. The dashboard's forms keep theirs.
     csrf.exempt(api.bp)
     csrf.exempt(studies_api.bp)
     csrf.exempt(predict_api.bp)
+    csrf.exempt(history_api.bp)
     app.url_value_preprocessor(_check_run_id)
     app.register_blueprint(api.bp)
     app.register_blueprint(studies_api.bp)
     app.register_blueprint(predict_api.bp)
+    app.register_blueprint(history_api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(study_pages.bp)
+    app.register_blueprint(history_pages.bp)
 
 
 def _check_run_id(endpoint: str | None, values: dict[str, Any] | None) -> None:

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 
 from shared.domain.errors import BadRequest
 from shared.domain.filters import RunQuery
-from shared.domain.params import Hyperparams
+from shared.domain.params import PARAM_NAMES, Hyperparams
 from shared.read import runs as run_views
 from shared.read.compare import compare_runs
 from shared.read.models import (
@@ -55,6 +55,10 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 EPOCH_COLUMNS = (
     "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "recorded_at", "attempt",
 )  # fmt: skip
+LIST_COLUMNS = (
+    "id", "name", "tags", "status", "archived", "created_at", "finished_at", "epochs_done",
+    "test_accuracy", "test_loss",
+)  # fmt: skip
 WRITE_ERRORS = {code: ERRORS[code] for code in (401, 403, 413, 415, 422)}
 
 
@@ -94,12 +98,24 @@ def create() -> tuple[Response, int, dict[str, str]]:
     "List runs",
     {200: RunList, 400: ERRORS[400]},
     query=RunQuery,
+    csv=True,
     operation_id="listRuns",
     tag="runs",
 )
 def index() -> Response:
-    """Runs matching the filters, sorted, one page at a time, with the total that matched."""
-    return answer(run_views.runs_page(get_session(), parsing.query(RunQuery)))
+    """Runs matching the filters, sorted, one page at a time (`next_cursor` leads on), with the
+    total that matched; CSV of the page with `?format=csv` or `Accept: text/csv`."""
+    query = parsing.query(RunQuery)
+    listing = run_views.runs_page(get_session(), query, current_app.secret_key)
+    if not wants_csv(query.format):
+        return answer(listing)
+    rows = listing.model_dump(mode="json")["runs"]
+    cells = (
+        [" ".join(row["tags"]) if c == "tags" else row[c] for c in LIST_COLUMNS]
+        + [row["params"][name] for name in PARAM_NAMES]
+        for row in rows
+    )
+    return csv_response([*LIST_COLUMNS, *PARAM_NAMES], cells, "runs.csv")
 
 
 @bp.get("/runs/<int:run_id>")

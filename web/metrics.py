@@ -33,6 +33,7 @@ from shared.domain.metrics import (
     HISTOGRAMS,
     INF,
     LEASE_TAKEOVERS,
+    RUNS_DELETED,
     RUNS_FINISHED,
     RUNS_SUBMITTED,
     TAKEOVER_REASONS,
@@ -83,9 +84,11 @@ def _state_metrics(state: ClusterState, kept: dict[tuple[str, str], float]) -> I
     runs = GaugeMetricFamily(PREFIX + "runs", "Runs in the store by status.", labels=["status"])
     runs.add_metric([RunStatus.QUEUED.value], state.queued)
     runs.add_metric([RunStatus.RUNNING.value], state.running)
-    # A finished run stays finished: their number is the finished counter, not a scan of history.
+    # A finished run stays finished until deleted: their number is the finished counter less the
+    # deleted one, not a scan of history.
     for status in sorted(FINISHED_STATUSES):
-        runs.add_metric([status.value], kept.get((RUNS_FINISHED, status.value), 0.0))
+        finished = kept.get((RUNS_FINISHED, status.value), 0.0)
+        runs.add_metric([status.value], finished - kept.get((RUNS_DELETED, status.value), 0.0))
     yield runs
     yield _gauge("queue_length", "Runs waiting for a worker.", state.queued)
     yield _gauge(
@@ -145,6 +148,13 @@ def _kept_metrics(kept: dict[tuple[str, str], float]) -> Iterator[Metric]:
         "Runs a sweep took back from a holder that stopped answering (each a lost attempt).",
         "reason",
         TAKEOVER_REASONS,
+    )
+    yield _counter(
+        kept,
+        RUNS_DELETED,
+        "Finished runs deleted (alone, in bulk, with their study or by purge), by status.",
+        "status",
+        tuple(sorted(status.value for status in FINISHED_STATUSES)),
     )
     yield _counter(kept, HANDOVERS, "Runs a stopping worker put back in the queue.")
     for spec in HISTOGRAMS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
@@ -21,6 +22,7 @@ from web import parsing, security
 from web.database import app_settings, dispatcher, get_session
 from web.digits import digit_data_uri
 from web.forms import RunForm, clone_data
+from web.history_api import PAGING
 from web.schemas import ComparePageQuery, NewRunQuery
 
 logger = logging.getLogger(__name__)
@@ -95,8 +97,12 @@ def runs() -> tuple[str, int]:
     except BadRequest as exc:
         context["error"] = exc
         return render_template("runs.html", **context), 400
-    listing = run_views.runs_page(get_session(), query).model_dump(mode="json")
+    listing = run_views.runs_page(get_session(), query, current_app.secret_key).model_dump(
+        mode="json"
+    )
     context["page"], context["rows"] = listing, listing["runs"]
+    # The page's filter, for "act on every run matching the filter" (web/history_pages.py).
+    context["filter_text"] = urlencode({k: v for k, v in args.items() if k not in PAGING})
     context["sort"] = query.sort
     return render_template("runs.html", **context), 200
 
@@ -109,7 +115,9 @@ def runs_rows() -> tuple[str, int]:
         query = parsing.query(RunQuery, from_form=True)
     except BadRequest as exc:
         return render_template("_runs_rows.html", rows=[], error=exc, args={}), 400
-    rows = run_views.runs_page(get_session(), query).model_dump(mode="json")["runs"]
+    rows = run_views.runs_page(get_session(), query, current_app.secret_key).model_dump(
+        mode="json"
+    )["runs"]
     args = parsing.flat_args(request.args, from_form=True)
     return render_template("_runs_rows.html", rows=rows, error=None, args=args), 200
 

@@ -24,7 +24,7 @@ bp = Blueprint("studies_api", __name__, url_prefix="/api/studies")
 WRITES = {code: ERRORS[code] for code in (400, 401, 403, 413, 415, 422, 429, 503)}
 NOT_FOUND = "No such study (or, for `baseline`, no such configuration)."
 RUN_COLUMNS = (
-    "run_id", "config", "label", "seed", "status", "epochs_done", "test_accuracy", "test_loss",
+    "run_id", "tags", "config", "label", "seed", "status", "epochs_done", "test_accuracy", "test_loss",
     "duration_seconds",
 )  # fmt: skip
 
@@ -145,6 +145,8 @@ def runs(study_id: int) -> Response:
         return answer(study_runs)
     rows = study_runs.model_dump(mode="json")["runs"]
     cells = (
-        [row[c] for c in RUN_COLUMNS] + [row["params"][n] for n in study.varied] for row in rows
+        [" ".join(row[c]) if c == "tags" else row[c] for c in RUN_COLUMNS]
+        + [row["params"][n] for n in study.varied]
+        for row in rows
     )
     return csv_response([*RUN_COLUMNS, *study.varied], cells, f"study-{study_id}-runs.csv")

@@ -5,7 +5,7 @@ The schema only; `shared.store.queries` turns a query into SQL.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, create_model
 
@@ -40,6 +40,8 @@ SORT_FIELDS = (
 )
 _ANY_STATUS = "(" + "|".join(RunStatus) + ")"
 STATUS_LIST = f"^{_ANY_STATUS}(,{_ANY_STATUS})*$"
+_A_TAG = r"[A-Za-z0-9\-_.:]{1,64}"
+TAG_LIST = f"^{_A_TAG}(,{_A_TAG})*$"
 SORT_KEYS = (*SORT_FIELDS, *(f"-{name}" for name in SORT_FIELDS))
 MAX_LIMIT = 200
 if TYPE_CHECKING:  # to the type checker both are plain integers
@@ -75,7 +77,7 @@ SortKey = Annotated[
 class RunQueryBase(QueryModel):
     """What every run query has; `RunQuery` adds a filter per hyperparameter."""
 
-    repeatable = frozenset({"status"})
+    repeatable = frozenset({"status", "tag"})
 
     status: str | None = Field(
         None,
@@ -88,6 +90,15 @@ class RunQueryBase(QueryModel):
         pattern=r"^[^\x00]*$",
         description="Case-insensitive substring of the name.",
     )
+    tag: str | None = Field(
+        None,
+        max_length=2000,
+        pattern=TAG_LIST,
+        description="Comma-separated tags: runs carrying all of them.",
+    )
+    archived: Literal["false", "true", "any"] = Field(
+        "false", description="Archived runs are left out unless `true` (only them) or `any`."
+    )
     test_accuracy_min: QueryFloat | None = Field(None, description="Lowest final test accuracy.")
     test_accuracy_max: QueryFloat | None = Field(None, description="Highest final test accuracy.")
     study_id: QueryInt | None = Field(None, description="Runs of this study.")
@@ -98,8 +109,19 @@ class RunQueryBase(QueryModel):
         None, description="Created before (ISO 8601; UTC when no zone is given)."
     )
     sort: SortKey = Field("-id", description="Field to sort on; a leading '-' sorts descending.")
-    page: PageNumber = Field(1, description="Page number, from 1.")
+    cursor: str | None = Field(
+        None,
+        max_length=1000,
+        description="Where to go on from: a previous answer's `next_cursor` (same sort). "
+        "Pages read this way stay fast and stable however many runs there are.",
+    )
+    page: PageNumber = Field(
+        1, description="Page number, from 1 (skips rows: prefer `cursor` past the first pages)."
+    )
     limit: PageSize = Field(25, description="Runs per page.")
+    format: Literal["json", "csv"] | None = Field(
+        None, description="`csv` answers the page as text/csv (as does `Accept: text/csv`)."
+    )
 
 
 def _param_filters() -> dict[str, Any]:

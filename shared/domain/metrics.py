@@ -9,6 +9,7 @@ from dataclasses import dataclass
 # Counters kept in the store, so every web process reads the same numbers.
 RUNS_SUBMITTED = "runs_submitted_total"
 RUNS_FINISHED = "runs_finished_total"  # label: the status it ended with
+RUNS_DELETED = "runs_deleted_total"  # label: the status it had when deleted (always finished)
 LEASE_TAKEOVERS = "lease_takeovers_total"  # label: why (TAKEOVER_REASONS)
 HANDOVERS = "handovers_total"  # runs a stopping worker put back in the queue (not lost)
 

@@ -39,6 +39,9 @@ class RunOut(BaseModel):
 
     id: int
     name: str
+    tags: list[str] = Field(description="Its labels, in the order they were given.")
+    note: str | None = Field(description="Plain-text note people wrote on it.")
+    archived: bool = Field(description="Archived runs leave the default lists.")
     status: RunStatus
     params: Hyperparams
     created_at: datetime
@@ -95,10 +98,17 @@ class RunList(BaseModel):
     """One page of runs and how many match in all."""
 
     runs: list[RunOut]
-    total: int
+    total: int = Field(description="How many match: exact when `total_relation` is `eq`.")
+    total_relation: Literal["eq", "gte", "about"] = Field(
+        description="`eq`: `total` is exact; `gte`: at least `total` (counting stops there); "
+        "`about`: the database's estimate."
+    )
     page: int
     limit: int
-    pages: int
+    pages: int = Field(description="Pages of `limit` runs in `total`.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (same filters and sort) for the next page; null on the last."
+    )
 
 
 class EpochOut(BaseModel):
@@ -350,6 +360,7 @@ class StudyRun(BaseModel):
     """One run of a study, as its per-run table shows it."""
 
     run_id: int
+    tags: list[str]
     config: int
     label: str
     params: dict[str, Any]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from shared.domain import cursor
 from shared.domain.errors import Conflict
 from shared.domain.filters import RunQueryBase
 from shared.read.formatting import duration_seconds, seconds_left
@@ -45,6 +46,9 @@ def run_out(run: Run, latest: Epoch | None = None, queue_position: int | None = 
     return RunOut(
         id=run.id,
         name=run.name,
+        tags=run.tags or [],
+        note=run.note,
+        archived=run.archived,
         status=run.status,
         params=run.params,
         created_at=run.created_at,
@@ -96,15 +100,19 @@ def evaluation_out(evaluation: Evaluation | None) -> EvaluationOut | None:
     )
 
 
-def runs_page(session: Session, query: RunQueryBase) -> RunList:
-    """One page of the run list: its rows and how many runs match in all."""
-    page = queries.list_runs(session, query)
+def runs_page(session: Session, query: RunQueryBase, secret: str) -> RunList:
+    """One page of the run list: its rows, how many runs match in all, and the signed cursor of
+    the next page (`secret` signs it); 400 for a cursor that was not made here for this sort."""
+    after = cursor.decode(secret, query.cursor, query.sort) if query.cursor else None
+    page = queries.list_runs(session, query, after)
     return RunList(
         runs=run_outs(session, page.runs),
-        total=page.total,
+        total=page.total.value,
+        total_relation=page.total.relation,
         page=page.page,
         limit=page.limit,
         pages=page.pages,
+        next_cursor=cursor.encode(secret, page.next) if page.next else None,
     )
 
 

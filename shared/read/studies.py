@@ -80,6 +80,7 @@ def run_table(session: Session, study: Study) -> StudyRuns:
     rows = [
         StudyRun(
             run_id=run.id,
+            tags=run.tags or [],
             config=run.config or 0,
             label=config_label(study.configs[run.config or 0]),
             params=study.configs[run.config or 0],

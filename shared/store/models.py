@@ -22,8 +22,10 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeEngine
 
 from shared.domain.params import PARAM_NAMES
 from shared.domain.status import RunStatus
@@ -59,6 +61,22 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
+class Tags(TypeDecorator[list[str]]):
+    """A run's tags: a `text[]` on PostgreSQL (a GIN index answers "has all of these"), a JSON
+    list elsewhere."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(String(64)))
+        return dialect.type_descriptor(JSON())
+
+    def process_result_value(self, value: list[str] | None, dialect: Dialect) -> list[str]:
+        return list(value or [])
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -70,9 +88,22 @@ class Run(Base):
     __table_args__ = (
         UniqueConstraint("idempotency_key"),
         Index("ix_runs_status_created_at", "status", "created_at"),
-        Index("ix_runs_test_accuracy", "test_accuracy"),
-        Index("ix_runs_created_at", "created_at"),
-        Index("ix_runs_name", "name"),
+        # Each sort the lists offer on a run's own figures reads an index in order, the id
+        # breaking ties as the keyset cursor does (shared/store/queries.py).
+        Index("ix_runs_test_accuracy_id", "test_accuracy", "id"),
+        Index("ix_runs_test_loss_id", "test_loss", "id"),
+        Index("ix_runs_created_at_id", "created_at", "id"),
+        Index("ix_runs_finished_at_id", "finished_at", "id"),
+        Index("ix_runs_name_id", "name", "id"),
+        Index("ix_runs_archived_finished_at", "archived", "finished_at"),
+        # Tags: `tag=a,b` is `tags @> {a,b}`; `q=` a trigram match on the name.
+        Index("ix_runs_tags", "tags", postgresql_using="gin"),
+        Index(
+            "ix_runs_name_trgm",
+            "name",
+            postgresql_using="gin",
+            postgresql_ops={"name": "gin_trgm_ops"},
+        ),
         # The node's sweep: the runs one worker holds, and the leases that ran out.
         Index("ix_runs_status_worker", "status", "worker"),
         Index("ix_runs_status_lease_expires_at", "status", "lease_expires_at"),
@@ -80,6 +111,11 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # What people add afterwards: labels, a note, and whether it left the default lists.
+    # (The migration gives it a server default, '{}' or '[]' as the dialect writes an empty list.)
+    tags: Mapped[list[str]] = mapped_column(Tags(), default=list)
+    note: Mapped[str | None] = mapped_column(Text)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     status: Mapped[RunStatus] = mapped_column(
         Enum(
             RunStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import Select, func, select
+from sqlalchemy import Boolean, Select, func, literal, select, text, tuple_
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
+from shared.domain.cursor import Position
 from shared.domain.errors import NotFound
 from shared.domain.filters import RunQueryBase
 from shared.domain.params import Hyperparams
@@ -29,6 +33,34 @@ def find_by_idempotency_key(session: Session, key: str) -> Run | None:
     return session.scalar(select(Run).where(Run.idempotency_key == key))
 
 
+class has_all_tags(FunctionElement[bool]):
+    """True when the tags column holds every one of the given tags."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "has_all_tags"
+
+    def __init__(self, column: Any, tags: list[str]) -> None:
+        super().__init__(column, *(literal(tag) for tag in tags))
+
+
+@compiles(has_all_tags, "postgresql")
+def _has_all_tags_postgresql(element: has_all_tags, compiler: SQLCompiler, **kw: Any) -> str:
+    column, *tags = element.clauses
+    wanted = ", ".join(compiler.process(tag, **kw) for tag in tags)
+    return f"{compiler.process(column, **kw)} @> CAST(ARRAY[{wanted}] AS VARCHAR(64)[])"
+
+
+@compiles(has_all_tags)
+def _has_all_tags_json(element: has_all_tags, compiler: SQLCompiler, **kw: Any) -> str:
+    column, *tags = element.clauses
+    wanted = ", ".join(compiler.process(tag, **kw) for tag in tags)
+    return (
+        f"(SELECT count(DISTINCT value) FROM json_each({compiler.process(column, **kw)})"
+        f" WHERE value IN ({wanted})) = {len(tags)}"
+    )
+
+
 def apply_filters(statement: Select[Any], query: BaseModel) -> Select[Any]:
     """Add the query's filters to a select over Run."""
     values = query.model_dump(exclude_none=True)
@@ -37,9 +69,14 @@ def apply_filters(statement: Select[Any], query: BaseModel) -> Select[Any]:
             Run.status.in_([RunStatus(s) for s in values["status"].split(",")])
         )
     if "q" in values:
+        # ILIKE on PostgreSQL, which the trigram index on the name answers.
+        statement = statement.where(Run.name.icontains(values["q"], autoescape=True))
+    if "tag" in values:
         statement = statement.where(
-            func.lower(Run.name).contains(values["q"].lower(), autoescape=True)
+            has_all_tags(Run.tags, list(dict.fromkeys(values["tag"].split(","))))
         )
+    if values.get("archived", "false") != "any":
+        statement = statement.where(Run.archived.is_(values.get("archived", "false") == "true"))
     if "test_accuracy_min" in values:
         statement = statement.where(Run.test_accuracy >= values["test_accuracy_min"])
     if "test_accuracy_max" in values:
@@ -74,27 +111,129 @@ def order_by(statement: Select[Any], sort: str) -> Select[Any]:
     return statement.order_by(primary, tiebreak)
 
 
+# Matches are counted exactly up to this many; past it the total is a bound or an estimate.
+TOTAL_BOUND = 10_000
+
+
+@dataclass(frozen=True)
+class Total:
+    """How many runs match: exactly (`eq`), at least (`gte`), or about (`about`, the planner's
+    estimate), the count never reading more than TOTAL_BOUND + 1 rows."""
+
+    value: int
+    relation: Literal["eq", "gte", "about"] = "eq"
+
+
 @dataclass(frozen=True)
 class Page:
-    """One page of runs and the total that matched."""
+    """One page of runs, the total that matched, and where the next page starts."""
 
     runs: list[Run]
-    total: int
+    total: Total
     page: int
     limit: int
+    next: Position | None
 
     @property
     def pages(self) -> int:
-        return max(1, -(-self.total // self.limit))
+        return max(1, -(-self.total.value // self.limit))
 
 
-def list_runs(session: Session, query: RunQueryBase) -> Page:
-    """Return one page of runs matching the query, and how many match in all."""
-    total = session.scalar(apply_filters(select(func.count(Run.id)), query)) or 0
-    offset = (query.page - 1) * query.limit
-    statement = order_by(apply_filters(select(Run), query), query.sort)
-    rows = session.scalars(statement.offset(offset).limit(query.limit))
-    return Page(list(rows), int(total), query.page, query.limit)
+def count_matching(session: Session, query: BaseModel, bound: int = TOTAL_BOUND) -> Total:
+    """How many runs match the filters, exactly up to `bound`."""
+    matching = apply_filters(select(Run.id), query)
+    capped = matching.limit(bound + 1).subquery()
+    count = session.scalar(select(func.count()).select_from(capped)) or 0
+    if count <= bound:
+        return Total(count)
+    estimate = _planner_estimate(session, matching)
+    if estimate is not None and estimate > bound:
+        return Total(estimate, "about")
+    return Total(bound, "gte")
+
+
+def _planner_estimate(session: Session, statement: Select[Any]) -> int | None:
+    """PostgreSQL's estimate of the rows a select returns (None elsewhere, or if it cannot say)."""
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql":
+        return None
+    try:
+        sql = statement.compile(dialect=bind.dialect, compile_kwargs={"literal_binds": True})
+    except Exception:  # a value with no literal form: say "at least" instead
+        return None
+    plan = session.execute(text(f"EXPLAIN (FORMAT JSON) {sql}".replace(":", r"\:"))).scalar()
+    if not plan:
+        return None
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def _sort_value(run: Run, field: str) -> Any:
+    value = getattr(run, field)
+    return value.value if isinstance(value, RunStatus) else value
+
+
+def _after(statement: Select[Any], column: Any, after: Position, descending: bool) -> Select[Any]:
+    value = RunStatus(after.value) if after.sort.lstrip("-") == "status" else after.value
+    key, last = tuple_(column, Run.id), tuple_(literal(value, column.type), literal(after.id))
+    return statement.where(key < last if descending else key > last)
+
+
+def _keyset_rows(
+    session: Session, statement: Select[Any], sort: str, after: Position | None, count: int
+) -> list[Any]:
+    """`count` rows in the sort's order after `after`, each part read off an index in order:
+    the rows that have a value, then (NULLs last) those that have none, by id."""
+    descending = sort.startswith("-")
+    field = sort.lstrip("-")
+    column = getattr(Run, field)
+    by_id = Run.id.desc() if descending else Run.id.asc()
+    if field == "id":
+        if after is not None:
+            statement = statement.where(Run.id < after.id if descending else Run.id > after.id)
+        return list(session.scalars(statement.order_by(by_id).limit(count)))
+    rows: list[Any] = []
+    if after is None or after.value is not None:
+        valued = statement.where(column.is_not(None)) if column.nullable else statement
+        if after is not None:
+            valued = _after(valued, column, after, descending)
+        ordered = valued.order_by(column.desc() if descending else column.asc(), by_id)
+        rows = list(session.scalars(ordered.limit(count)))
+    if column.nullable and len(rows) < count:
+        empty = statement.where(column.is_(None))
+        if after is not None and after.value is None:
+            empty = empty.where(Run.id < after.id if descending else Run.id > after.id)
+        # Ordered by the (all NULL) column too, so the (column, id) index serves this part.
+        in_order = empty.order_by(column.desc() if descending else column.asc(), by_id)
+        rows += session.scalars(in_order.limit(count - len(rows)))
+    return rows
+
+
+def list_runs(
+    session: Session, query: RunQueryBase, after: Position | None = None, count: bool = True
+) -> Page:
+    """One page of runs matching the query: after the cursor's `after` (or page 1), or by
+    `?page=` (an OFFSET, for old links); with the total, unless `count` is False."""
+    filtered = apply_filters(select(Run), query)
+    if after is None and query.page > 1:
+        offset = (query.page - 1) * query.limit
+        statement = order_by(filtered, query.sort).offset(offset).limit(query.limit)
+        runs = list(session.scalars(statement))
+    else:
+        runs = _keyset_rows(session, filtered, query.sort, after, query.limit)
+    if not count:
+        total = Total(0, "gte")
+    elif after is None and query.page == 1 and len(runs) < query.limit:
+        total = Total(len(runs))  # a first page that is not full holds every match
+    else:
+        total = count_matching(session, query)
+    following = None
+    if len(runs) == query.limit:
+        last = runs[-1]
+        position = Position(query.sort, _sort_value(last, query.sort.lstrip("-")), last.id)
+        # Is there a row after it? One id read off the same index, no run loaded.
+        more = _keyset_rows(session, apply_filters(select(Run.id), query), query.sort, position, 1)
+        following = position if more else None
+    return Page(runs, total, query.page, query.limit, following)
 
 
 def queued_count(session: Session) -> int:

@@ -92,13 +92,20 @@ def test_the_metric_totals_start_from_the_runs_already_stored(
 ) -> None:
     from collections import Counter
 
-    from shared.store.models import MetricTotal, Run
+    from sqlalchemy import MetaData, Table
+
+    from shared.store.models import MetricTotal
     from tests.support.scale import run_row
 
     upgrade(empty_url, "0003")
     rows = [run_row(i) for i in range(200)]
     with engine.begin() as connection:
-        connection.execute(Run.__table__.insert(), rows)
+        # The runs table as it was at 0003 (later revisions add columns with defaults).
+        runs = Table("runs", MetaData(), autoload_with=connection)
+        connection.execute(
+            runs.insert(),
+            [{k: getattr(v, "value", v) for k, v in row.items() if k in runs.c} for row in rows],
+        )
     upgrade(empty_url, "0007")
     with engine.connect() as connection:
         kept = {
@@ -114,3 +121,42 @@ def test_the_metric_totals_start_from_the_runs_already_stored(
         ("runs_submitted_total", ""): 200,
         **{("runs_finished_total", status): n for status, n in finished.items()},
     }
+
+
+def test_history_revision_keeps_the_rows_runs_own(empty_url: str, engine: Engine) -> None:
+    """0006 adds columns to a table full of runs: its epochs and evaluations stay (a rebuild of
+    `runs` on SQLite with foreign keys on would cascade them away)."""
+    from sqlalchemy import text
+
+    upgrade(empty_url, "0003")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO runs (id, name, status, epochs, batch_size, learning_rate, optimizer,"
+                " hidden_units, dropout, normalize, validation_split, train_samples, seed,"
+                " created_at, attempt, lost_attempts, queue, sends, cancel_requested,"
+                " handover_requested, epochs_done) VALUES (1, 'old', 'succeeded', 1, 32, 0.01,"
+                " 'adam', 8, 0.0, true, 0.0, 100, 1, '2026-01-01', 1, '[]', 'training', 1,"
+                " false, false, 1)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO epochs (run_id, epoch, loss, accuracy, seconds, recorded_at, attempt)"
+                " VALUES (1, 1, 0.5, 0.9, 1.0, '2026-01-01', 1)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO evaluations (run_id, confusion_matrix, per_class_accuracy,"
+                " misclassified) VALUES (1, '[]', '[]', '[]')"
+            )
+        )
+    upgrade(empty_url)
+    downgrade(empty_url, "0003")
+    upgrade(empty_url)
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM epochs")) == 1
+        assert connection.scalar(text("SELECT count(*) FROM evaluations")) == 1
+        row = connection.execute(text("SELECT archived, note FROM runs")).one()
+        assert (bool(row.archived), row.note) == (False, None)

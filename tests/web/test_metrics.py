@@ -83,6 +83,22 @@ def test_the_scrape_says_what_the_store_holds(session: Session, client: FlaskCli
     assert value(samples, "trainyard_queue_wait_seconds_count") == 4
 
 
+def test_deleted_runs_leave_the_runs_by_status(session: Session, client: FlaskClient) -> None:
+    """Runs by status stays what the store holds when finished runs are deleted, alone or in
+    bulk (issue 23), while runs_finished_total, a counter, never goes down."""
+    doomed = [make_run(session, status=RunStatus.SUCCEEDED).id for _ in range(3)]
+    make_run(session, status=RunStatus.FAILED)
+    session.commit()
+    assert client.delete(f"/api/runs/{doomed[0]}").status_code == 200
+    bulk = client.post("/api/runs/bulk", json={"ids": doomed[1:], "action": "delete"})
+    assert bulk.status_code == 200, bulk.get_json()
+    samples = scrape(client)
+    assert value(samples, "trainyard_runs", status="succeeded") == 0
+    assert value(samples, "trainyard_runs", status="failed") == 1
+    assert value(samples, "trainyard_runs_finished_total", status="succeeded") == 3
+    assert value(samples, "trainyard_runs_deleted_total", status="succeeded") == 3
+
+
 def test_a_rolled_back_unit_of_work_counts_nothing(session: Session) -> None:
     count(session, RUNS_SUBMITTED)
     session.rollback()

@@ -34,7 +34,8 @@
     const total = document.getElementById("runs-total");
     if (total) {
       total.dataset.total = page.total;
-      total.textContent = page.total.toLocaleString("en") + " matching";
+      const words = { eq: "", gte: "more than ", about: "about " }[page.total_relation] || "";
+      total.textContent = words + page.total.toLocaleString("en") + " matching";
     }
     if (page.runs.map((run) => run.id).join() !== shown().join()) {
       await replaceRows();

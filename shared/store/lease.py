@@ -11,7 +11,6 @@ sweeps (`shared.store.sweeps`) use the same conditions, so a holder and a sweep 
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -20,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from shared.domain.lease import CancelRequested, EpochRecord, Lease, LeaseLost, Signals
 from shared.domain.status import RunStatus
-from shared.store.models import Checkpoint, Epoch, Evaluation, Run, TrainedModel, Worker, utcnow
+from shared.store.clock import db_now
+from shared.store.models import Checkpoint, Epoch, Evaluation, Run, TrainedModel, Worker
 
 
 def _held(lease: Lease) -> Any:
@@ -32,8 +32,9 @@ def _held(lease: Lease) -> Any:
     )
 
 
-def _renewal(lease: Lease, now: datetime) -> dict[str, Any]:
-    return {"heartbeat_at": now, "lease_expires_at": now + timedelta(seconds=lease.seconds)}
+def _renewal(lease: Lease) -> dict[str, Any]:
+    # The database's clock, read by the statement that renews: no host's clock is in a lease.
+    return {"heartbeat_at": db_now(), "lease_expires_at": db_now(lease.seconds)}
 
 
 def claim(
@@ -45,7 +46,6 @@ def claim(
     A message for a run that is running, finished or cancelled is simply dropped: the holder has
     it, or nobody needs it, and the sweeps send a new message whenever a queued run lacks one.
     """
-    now = utcnow()
     result = session.execute(
         update(Run)
         .where(
@@ -59,9 +59,9 @@ def claim(
             worker=worker,
             worker_pid=pid,
             attempt=Run.attempt + 1,
-            started_at=func.coalesce(Run.started_at, now),
-            heartbeat_at=now,
-            lease_expires_at=now + timedelta(seconds=seconds),
+            started_at=func.coalesce(Run.started_at, db_now()),
+            heartbeat_at=db_now(),
+            lease_expires_at=db_now(seconds),
             handover_requested=False,
             error=None,
         )
@@ -107,7 +107,7 @@ def _why_refused(session: Session, lease: Lease) -> Exception:
 
 def renew(session: Session, lease: Lease) -> Signals:
     """Extend the lease; return what the holder is asked to do. Raises LeaseLost."""
-    result = session.execute(update(Run).where(_held(lease)).values(**_renewal(lease, utcnow())))
+    result = session.execute(update(Run).where(_held(lease)).values(**_renewal(lease)))
     if result.rowcount != 1:
         raise LeaseLost(lease)
     cancel, handover = session.execute(
@@ -118,7 +118,7 @@ def renew(session: Session, lease: Lease) -> Signals:
 
 def record_environment(session: Session, lease: Lease, environment: dict[str, str]) -> None:
     """Store the versions and dataset checksum that make the run reproducible. Raises LeaseLost."""
-    values = {**environment, **_renewal(lease, utcnow())}
+    values = {**environment, **_renewal(lease)}
     if session.execute(update(Run).where(_held(lease)).values(**values)).rowcount != 1:
         raise LeaseLost(lease)
 
@@ -147,16 +147,15 @@ def record_epoch(
     that UPDATE also orders the write against a concurrent cancel or sweep (the row is locked
     until commit), so no epoch lands after either. Raises LeaseLost or CancelRequested.
     """
-    now = utcnow()
     progressed = session.execute(
         update(Run)
         .where(_held(lease), Run.cancel_requested.is_(False))
-        .values(epochs_done=record.epoch, **_renewal(lease, now))
+        .values(epochs_done=record.epoch, **_renewal(lease))
     )
     if progressed.rowcount != 1:
         raise _why_refused(session, lease)
     row = {**dataclasses.asdict(record), "run_id": lease.run_id, "attempt": lease.attempt}
-    _upsert(session, Epoch, ["run_id", "epoch"], {**row, "recorded_at": now})
+    _upsert(session, Epoch, ["run_id", "epoch"], {**row, "recorded_at": db_now()})
     if checkpoint is not None:
         _upsert(
             session,
@@ -168,7 +167,7 @@ def record_epoch(
                 "attempt": lease.attempt,
                 "state": checkpoint,
                 "size": len(checkpoint),
-                "saved_at": now,
+                "saved_at": db_now(),
             },
         )
 
@@ -206,7 +205,7 @@ def finish(
         .where(condition)
         .values(
             status=status,
-            finished_at=utcnow(),
+            finished_at=db_now(),
             test_loss=test_loss,
             test_accuracy=test_accuracy,
             error=error,
@@ -225,7 +224,7 @@ def finish(
         )
 
 
-def requeue_values(now: datetime) -> dict[str, Any]:
+def requeue_values() -> dict[str, Any]:
     return {
         "status": RunStatus.QUEUED,
         "worker": None,
@@ -233,7 +232,7 @@ def requeue_values(now: datetime) -> dict[str, Any]:
         "lease_expires_at": None,
         "handover_requested": False,
         "sends": Run.sends + 1,
-        "sent_at": now,
+        "sent_at": db_now(),
     }
 
 
@@ -244,9 +243,7 @@ def release(session: Session, lease: Lease) -> str:
     CancelRequested when a cancel came first (then the holder ends it cancelled).
     """
     released = session.execute(
-        update(Run)
-        .where(_held(lease), Run.cancel_requested.is_(False))
-        .values(**requeue_values(utcnow()))
+        update(Run).where(_held(lease), Run.cancel_requested.is_(False)).values(**requeue_values())
     )
     if released.rowcount != 1:
         raise _why_refused(session, lease)

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from shared.domain.errors import Conflict
 from shared.domain.params import Hyperparams
 from shared.domain.status import FINISHED_STATUSES, RunStatus
-from shared.store.models import Run, utcnow
+from shared.store.clock import db_now, now_of
+from shared.store.models import Run
 from shared.store.queries import get_run
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def create_run(
         attempt=0,
         epochs_done=0,
         cancel_requested=False,
-        created_at=utcnow(),
+        created_at=now_of(session),  # read back at once, for the answer
         **params.model_dump(),
     )
     session.add(run)
@@ -56,7 +57,7 @@ def mark_sent(session: Session, run_id: int, task_id: str) -> None:
     session.execute(
         update(Run)
         .where(Run.id == run_id)
-        .values(task_id=task_id, sends=Run.sends + 1, sent_at=utcnow())
+        .values(task_id=task_id, sends=Run.sends + 1, sent_at=db_now())
     )
 
 
@@ -65,7 +66,7 @@ def fail_unsent(session: Session, run_id: int, error: str) -> None:
     session.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == RunStatus.QUEUED)
-        .values(status=RunStatus.FAILED, finished_at=utcnow(), error=error)
+        .values(status=RunStatus.FAILED, finished_at=db_now(), error=error)
     )
 
 
@@ -80,11 +81,10 @@ def request_cancel(session: Session, run_id: int) -> Run:
         raise Conflict(
             f"run {run_id} is already {run.status.value}", {"status": f"run is {run.status.value}"}
         )
-    now = utcnow()
     session.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == RunStatus.QUEUED)
-        .values(status=RunStatus.CANCELLED, finished_at=now, cancel_requested=True)
+        .values(status=RunStatus.CANCELLED, finished_at=db_now(), cancel_requested=True)
     )
     session.execute(
         update(Run)

@@ -125,8 +125,18 @@ def execute_run(context: WorkerContext, run_id: int, worker: str) -> Outcome:
 
     Safe to call for any message: only a queued run is claimed. Every write is fenced by the
     lease, so an attempt that lost it (its worker froze past the lease, say) writes nothing more.
+
+    The job holds one database connection, named after it, for its writes and its lease's
+    renewals (they take turns), and none once it ends: an idle pool process holds none.
     """
-    store = context.store
+    store = context.store.sibling(f"trainyard-job/{run_id}/{worker}")
+    try:
+        return _execute(context, store, run_id, worker)
+    finally:
+        store.close()
+
+
+def _execute(context: WorkerContext, store: Store, run_id: int, worker: str) -> Outcome:
     node_pid = os.getppid()  # a prefork pool process: its node is the parent
     with store.session_scope() as session:
         lease = claim(
@@ -156,7 +166,7 @@ def execute_run(context: WorkerContext, run_id: int, worker: str) -> Outcome:
         params.model_dump(),
     )
     try:
-        return _train(context, lease, params, resume)
+        return _train(context, store, lease, params, resume)
     except LeaseLost:
         logger.warning("run %s: attempt %d lost its lease; it writes nothing more", *_ids(lease))
         return Outcome.LOST
@@ -204,11 +214,12 @@ def _end(store: Store, lease: Lease, status: RunStatus, error: str | None = None
 
 def _train(
     context: WorkerContext,
+    store: Store,
     lease: Lease,
     params: Hyperparams,
     resume: tuple[int, bytes] | None,
 ) -> Outcome:
-    store, training = context.store, context.training
+    training = context.training
     if training.data is None:
         raise DatasetError(training.dataset_error or "MNIST is not available")
     _write(store, record_environment, lease, training.environment)
@@ -232,7 +243,7 @@ def _train(
     if stop is Stop.CANCEL:
         raise CancelRequested(lease)
     if stop is Stop.HANDOVER:
-        return _hand_over(context, lease)
+        return _hand_over(context, store, lease)
     loss, accuracy, evaluation = job.evaluate()
     _write(
         store,
@@ -248,9 +259,9 @@ def _train(
     return Outcome.SUCCEEDED
 
 
-def _hand_over(context: WorkerContext, lease: Lease) -> Outcome:
+def _hand_over(context: WorkerContext, store: Store, lease: Lease) -> Outcome:
     """Put the run back in the queue with a new message: its last finished epoch is saved."""
-    queue = _write(context.store, release, lease)
+    queue = _write(store, release, lease)
     context.send(lease.run_id, queue)
     logger.info("run %s handed back to the queue (its worker is stopping)", lease.run_id)
     return Outcome.HANDED_OVER

@@ -80,6 +80,6 @@ def _sqlite(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
 
 def now_of(session: Session) -> datetime:
     """Read the database's clock once (a time to record in a document, or to show ages against)."""
-    value = session.scalar(select(db_now()))
+    value: datetime | None = session.scalar(select(db_now()))
     assert value is not None
     return value

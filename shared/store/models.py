@@ -228,3 +228,14 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=db_now())
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=db_now())
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ClusterDuty(Base):
+    """A chore the whole cluster needs done once per interval, not once per node (the sweep of
+    expired leases, the look at the broker): the node that takes the row's lock does it."""
+
+    __tablename__ = "cluster_duties"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # When a node last did it, on the database's clock.
+    last_run_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -201,7 +201,9 @@ def worker_process(
 
 
 @contextmanager
-def web_process(settings: Settings, port: int | None = None) -> Iterator[str]:
+def web_process(
+    settings: Settings, port: int | None = None, extra_env: dict[str, str] | None = None
+) -> Iterator[str]:
     """Serve the app with gunicorn (`trainyard web`) until the block ends; yield its base URL."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
@@ -214,5 +216,5 @@ def web_process(settings: Settings, port: int | None = None) -> Iterator[str]:
             return False
 
     args = ["web", "--host", "127.0.0.1", "--port", str(port), "--processes", "2"]
-    with trainyard_process(settings, args, answering, "web server", 60):
+    with trainyard_process(settings, args, answering, "web server", 60, extra_env):
         yield url

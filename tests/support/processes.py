@@ -163,7 +163,7 @@ def worker_processes(
     from shared.store.engine import Store
     from shared.store.models import Worker
 
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, name="trainyard-test")  # not counted as the worker's
     started: list[TrainyardProcess] = []
 
     def all_registered() -> bool:

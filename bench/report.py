@@ -70,6 +70,17 @@ BENCHES: tuple[Bench, ...] = (
     Bench("faults-embedded", "bench.faults", ("--broker", "embedded")),
     Bench("runs_pages", "bench.runs_pages"),
     Bench("runs_pages-postgres", "bench.runs_pages", ("--postgres", POSTGRES)),
+    Bench(
+        "control_plane",
+        "bench.control_plane",
+        ("--nodes", "200", "--seconds", "120", "--postgres", POSTGRES, "--pgbouncer", "start"),
+    ),
+    # Without a pooler every node and job is a server connection: 40 nodes stay under 100.
+    Bench(
+        "control_plane-direct",
+        "bench.control_plane",
+        ("--nodes", "40", "--seconds", "120", "--postgres", POSTGRES),
+    ),
 )
 
 

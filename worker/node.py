@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,8 @@ class Node:
     settings: Settings
     store: Store
     send: Send
+    # Whether a run's pool process is alive (a simulation's threads answer otherwise).
+    child_alive: Callable[[int | None], bool] = field(default_factory=lambda: is_child)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _offered: bool = False
@@ -135,7 +138,7 @@ class Node:
                 self._offered = True
             lock_briefly(session)
             for run in held_by(session, self.name):
-                if not is_child(run.worker_pid):
+                if not self.child_alive(run.worker_pid):
                     reason = f"its pool process {run.worker_pid} died"
                     if take_back(session, run, reason, settings.max_attempts, False):
                         requeued.append((run.id, run.queue))

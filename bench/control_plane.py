@@ -209,6 +209,7 @@ def pgbouncer(upstream: str) -> Iterator[str]:
         "pool_mode = transaction\nmax_client_conn = 2000\n"
         "default_pool_size = 40\nmax_db_connections = 60\nreserve_pool_size = 0\n"
         "server_reset_query =\nignore_startup_parameters = extra_float_digits\n"
+        "log_connections = 0\nlog_disconnections = 0\n"
     )
     user = []
     if os.geteuid() == 0:  # PgBouncer will not run as root
@@ -217,7 +218,7 @@ def pgbouncer(upstream: str) -> Iterator[str]:
             shutil.chown(path, "nobody")
     process = subprocess.Popen(
         ["pgbouncer", *user, str(folder / "pgbouncer.ini")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # a full pipe would stall it
     )  # fmt: skip
     try:
         url = server.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)

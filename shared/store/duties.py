@@ -10,8 +10,9 @@ would not survive a transaction-pooling PgBouncer): the row lock lasts one trans
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from shared.store.clock import db_now
@@ -43,9 +44,12 @@ def take_duty(session: Session, name: str, every: float) -> bool:
     if due is None:
         return False
     # Conditional again: on SQLite there is no row lock, the write lock orders the nodes.
-    taken = session.execute(
-        update(ClusterDuty)
-        .where(ClusterDuty.name == name, ClusterDuty.last_run_at < db_now(-every))
-        .values(last_run_at=db_now())
+    taken = cast(
+        "CursorResult[Any]",
+        session.execute(
+            update(ClusterDuty)
+            .where(ClusterDuty.name == name, ClusterDuty.last_run_at < db_now(-every))
+            .values(last_run_at=db_now())
+        ),
     )
     return taken.rowcount == 1

@@ -50,9 +50,8 @@ def list_workers(
         select(Run.id, Run.worker).where(Run.status == RunStatus.RUNNING).order_by(Run.id)
     ):
         running.setdefault(worker, []).append(run_id)
-    rows = []
-    for worker, alive in workers:
-        alive = bool(alive)
-        if alive or include_dead:
-            rows.append((worker, alive, running.get(worker.name, [])))
+    rows: list[tuple[Worker, bool, list[int]]] = []
+    for node, is_alive in workers:
+        if is_alive or include_dead:
+            rows.append((node, bool(is_alive), running.get(node.name, [])))
     return rows

@@ -191,7 +191,7 @@ class SimNode:
 
 
 @contextmanager
-def pgbouncer(upstream: str) -> Iterator[str]:
+def pgbouncer(upstream: str, pool_size: int = 40) -> Iterator[str]:
     """A PgBouncer of the bench's own on a loopback port, transaction pooling, in front of the
     server `upstream` names (every database, trust auth): yield its URL (same user, no database)."""
     from tests.support.processes import free_port
@@ -207,7 +207,8 @@ def pgbouncer(upstream: str) -> Iterator[str]:
         f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
         f"auth_type = trust\nauth_file = {folder / 'userlist.txt'}\n"
         "pool_mode = transaction\nmax_client_conn = 2000\n"
-        "default_pool_size = 40\nmax_db_connections = 60\nreserve_pool_size = 0\n"
+        f"default_pool_size = {pool_size}\nmax_db_connections = {pool_size}\n"
+        "reserve_pool_size = 0\n"
         "server_reset_query =\nignore_startup_parameters = extra_float_digits\n"
         "log_connections = 0\nlog_disconnections = 0\n"
     )
@@ -372,6 +373,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--postgres", required=True, help="a PostgreSQL server's URL")
     parser.add_argument("--pgbouncer", help="a PgBouncer's URL in front of it, or 'start'")
+    parser.add_argument(
+        "--pool-size", type=int, default=40, help="server connections of `--pgbouncer start`"
+    )
     parser.add_argument("--epoch-seconds", type=float, default=2.0)
     parser.add_argument("--lease", type=float, default=30.0)
     parser.add_argument("--heartbeat", type=float, default=3.0)
@@ -379,7 +383,7 @@ def main() -> None:
     with scratch_database(args.postgres, "trainyard_bench_control") as database_url:
         name = make_url(database_url).database
         if args.pgbouncer == "start":
-            with pgbouncer(args.postgres) as bouncer:
+            with pgbouncer(args.postgres, args.pool_size) as bouncer:
                 client = make_url(bouncer).set(database=name).render_as_string(False)
                 line = simulate(args, database_url, client)
         elif args.pgbouncer:

@@ -26,16 +26,9 @@ import argparse
 import os
 import queue
 import random
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
@@ -50,6 +43,7 @@ from shared.store.lease import claim, finish, last_checkpoint, record_epoch, ren
 from shared.store.migrate import upgrade
 from shared.store.models import Epoch, Run
 from shared.store.runs import create_run, mark_sent
+from tests.support.servers import pgbouncer_server
 from worker.node import Node
 
 CHECKPOINT = 16 * 1024  # bytes: a small model's weights
@@ -188,55 +182,6 @@ class SimNode:
             record_epoch(session, lease, record, os.urandom(CHECKPOINT))
         self.figures.wrote(started)
         return True
-
-
-@contextmanager
-def pgbouncer(upstream: str, pool_size: int = 40) -> Iterator[str]:
-    """A PgBouncer of the bench's own on a loopback port, transaction pooling, in front of the
-    server `upstream` names (every database, trust auth): yield its URL (same user, no database)."""
-    from tests.support.processes import free_port
-
-    server = make_url(upstream)
-    port = free_port()
-    folder = Path(tempfile.mkdtemp(prefix="bench-pgbouncer-"))
-    (folder / "userlist.txt").write_text(f'"{server.username}" ""\n')
-    (folder / "pgbouncer.ini").write_text(
-        "[databases]\n"
-        f"* = host={server.host} port={server.port or 5432}\n"
-        "[pgbouncer]\n"
-        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-        f"auth_type = trust\nauth_file = {folder / 'userlist.txt'}\n"
-        "pool_mode = transaction\nmax_client_conn = 2000\n"
-        f"default_pool_size = {pool_size}\nmax_db_connections = {pool_size}\n"
-        "reserve_pool_size = 0\n"
-        "server_reset_query =\nignore_startup_parameters = extra_float_digits\n"
-        "log_connections = 0\nlog_disconnections = 0\n"
-    )
-    user = []
-    if os.geteuid() == 0:  # PgBouncer will not run as root
-        user = ["-u", "nobody"]
-        for path in (folder, *folder.iterdir()):
-            shutil.chown(path, "nobody")
-    process = subprocess.Popen(
-        ["pgbouncer", *user, str(folder / "pgbouncer.ini")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # a full pipe would stall it
-    )  # fmt: skip
-    try:
-        url = server.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("pgbouncer did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def count_connections(monitor: Store, database: str) -> int:
@@ -383,7 +328,7 @@ def main() -> None:
     with scratch_database(args.postgres, "trainyard_bench_control") as database_url:
         name = make_url(database_url).database
         if args.pgbouncer == "start":
-            with pgbouncer(args.postgres, args.pool_size) as bouncer:
+            with pgbouncer_server(args.postgres, args.pool_size) as bouncer:
                 client = make_url(bouncer).set(database=name).render_as_string(False)
                 line = simulate(args, database_url, client)
         elif args.pgbouncer:

@@ -75,6 +75,17 @@ BENCHES: tuple[Bench, ...] = (
     Bench("metrics_scrape-postgres", "bench.metrics_scrape", ("--postgres", POSTGRES)),
     Bench("predict", "bench.predict"),
     Bench("runs_pages-million", "bench.runs_pages", ("--postgres", POSTGRES, "--runs", "1000000")),
+    Bench(
+        "control_plane",
+        "bench.control_plane",
+        ("--nodes", "200", "--seconds", "120", "--postgres", POSTGRES, "--pgbouncer", "start"),
+    ),
+    # Without a pooler every node and job is a server connection: 40 nodes stay under 100.
+    Bench(
+        "control_plane-direct",
+        "bench.control_plane",
+        ("--nodes", "40", "--seconds", "120", "--postgres", POSTGRES),
+    ),
 )
 
 

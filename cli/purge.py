@@ -30,14 +30,16 @@ def parse_age(text: str) -> timedelta:
 def purge(archived: bool, older_than: str, dry_run: bool, batch: int) -> None:
     """Delete archived runs that finished longer ago than --older-than, with everything they own
     (a study's runs stay: delete the study). Each batch is its own transaction."""
+    from shared.store.clock import now_of
     from shared.store.engine import Store
     from shared.store.history import delete_runs_rows, purgeable
-    from shared.store.models import utcnow
 
-    cutoff = utcnow() - parse_age(older_than)
+    age = parse_age(older_than)
     store = Store(get_settings().database_url)
     deleted = 0
     try:
+        with store.session_scope() as session:  # "older than" by the database's clock
+            cutoff = now_of(session) - age
         if dry_run:
             with store.session_scope() as session:
                 count = len(purgeable(session, cutoff, 10**9))

@@ -58,6 +58,9 @@ class Settings:
     )
     # SQLAlchemy URL of the results store; a SQLite file under `home` when unset.
     database_url: str = field(default="", metadata=env("TRAINYARD_DATABASE_URL"))
+    # "transaction" when the database URL is a transaction-pooling PgBouncer: no server-side
+    # prepared statements (see docs/deploying.md). Empty: a direct connection.
+    database_pooler: str = field(default="", metadata=env("TRAINYARD_DATABASE_POOLER"))
     # Celery broker URL; Celery's SQLAlchemy transport on a SQLite file under `home` when unset.
     broker_url: str = field(default="", metadata=env("TRAINYARD_BROKER_URL"))
     # Folder holding the four MNIST IDX files; when unset, a download cache under `home`.

@@ -12,6 +12,7 @@ PostgreSQL tier (`make test-postgres`) repeats only what can answer differently 
 
 from __future__ import annotations
 
+import gc
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,9 +51,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _close_apps() -> Iterator[None]:
-    """Close the apps a test made once it ends (tests/support/app.py)."""
+    """Close the apps a test made once it ends (tests/support/app.py), then collect garbage, so an
+    unclosed connection or socket fails the test that left it (its ResourceWarning is an error)
+    rather than whichever test the collector next runs in."""
     yield
     close_apps()
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -68,7 +68,9 @@ def migrate_steps(services: dict[str, Any]) -> list[list[str]]:
 
 def database_url_user(url: str) -> str:
     """The user part of a compose database URL, its references left as written."""
-    match = re.fullmatch(r"postgresql\+psycopg://(.+?):(\$\{[^}]*\})@postgres:5432/(.+)", url)
+    match = re.fullmatch(
+        r"postgresql\+psycopg://(.+?):(\$\{[^}]*\})@(?:postgres:5432|pgbouncer:6432)/(.+)", url
+    )
     assert match, f"not a PostgreSQL URL with its password from .env: {url}"
     return match.group(1)
 
@@ -137,6 +139,20 @@ def test_web_and_worker_connect_as_the_app_role_and_migrate_as_the_owner(
     migrate_url = services["migrate"]["environment"]["TRAINYARD_DATABASE_URL"]
     assert database_url_user(migrate_url) == "${POSTGRES_USER:-trainyard}"
     assert "TRAINYARD_DATABASE_URL" not in services["flower"]["environment"], "flower: broker only"
+
+
+def test_web_and_worker_go_through_pgbouncer_and_migrate_does_not(
+    services: dict[str, Any],
+) -> None:
+    for name in ("web", "worker"):
+        environment = services[name]["environment"]
+        assert "@pgbouncer:6432/" in environment["TRAINYARD_DATABASE_URL"], name
+        assert environment["TRAINYARD_DATABASE_POOLER"] == "transaction", name
+        assert services[name]["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
+    assert "@postgres:5432/" in services["migrate"]["environment"]["TRAINYARD_DATABASE_URL"]
+    bouncer = services["pgbouncer"]
+    assert bouncer["environment"]["PGBOUNCER_USER"] == "${TRAINYARD_APP_DB_USER:-trainyard_app}"
+    assert "ports" not in bouncer
 
 
 def test_no_secret_is_hard_coded(services: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
@@ -34,7 +35,11 @@ def create_app(settings: Settings | None = None, check_migrations: bool = True) 
         TRAINYARD=settings,
         WTF_CSRF_TIME_LIMIT=None,
     )
-    store = Store(settings.database_url)
+    store = Store(
+        settings.database_url,
+        pooler=settings.database_pooler,
+        name=f"trainyard-web/{socket.gethostname()}",
+    )
     if check_migrations:
         check_schema(store.engine)
     register_store(app, store)

@@ -57,7 +57,14 @@ def _init_child(**_: Any) -> None:
 @signals.worker_ready.connect
 def _start_node(sender: Any = None, **_: Any) -> None:
     global _node
-    _node = Node(sender.hostname, settings, Store(settings.database_url), send)
+    # The node's one connection: its heartbeat and its share of the cluster's sweeps.
+    store = Store(
+        settings.database_url,
+        pooler=settings.database_pooler,
+        name=f"trainyard-node/{sender.hostname}",
+        connections=1,
+    )
+    _node = Node(sender.hostname, settings, store, send)
     _node.start()
 
 

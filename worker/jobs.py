@@ -143,8 +143,18 @@ def execute_run(context: WorkerContext, run_id: int, worker: str) -> Outcome:
 
     Safe to call for any message: only a queued run is claimed. Every write is fenced by the
     lease, so an attempt that lost it (its worker froze past the lease, say) writes nothing more.
+
+    The job holds one database connection, named after it, for its writes and its lease's
+    renewals (they take turns), and none once it ends: an idle pool process holds none.
     """
-    store = context.store
+    store = context.store.sibling(f"trainyard-job/{run_id}/{worker}")
+    try:
+        return _execute(context, store, run_id, worker)
+    finally:
+        store.close()
+
+
+def _execute(context: WorkerContext, store: Store, run_id: int, worker: str) -> Outcome:
     node_pid = os.getppid()  # a prefork pool process: its node is the parent
     with store.session_scope() as session:
         lease = claim(
@@ -159,7 +169,7 @@ def execute_run(context: WorkerContext, run_id: int, worker: str) -> Outcome:
             trial = study_of(session, run_id) is not None
     if lease is None:
         if pass_to is None and (study_id := _due_test(store, run_id)) is not None:
-            test_best(context, study_id)
+            test_best(context, store, study_id)
         elif pass_to is None:
             logger.info("run %s is not queued; dropping the message", run_id)
         else:
@@ -178,15 +188,15 @@ def execute_run(context: WorkerContext, run_id: int, worker: str) -> Outcome:
         params.model_dump(),
     )
     try:
-        return _train(context, lease, params, resume, trial)
+        return _train(context, store, lease, params, resume, trial)
     except LeaseLost:
         logger.warning("run %s: attempt %d lost its lease; it writes nothing more", *_ids(lease))
         return Outcome.LOST
     except CancelRequested:
-        return _ended(context, lease, RunStatus.CANCELLED)
+        return _ended(context, store, lease, RunStatus.CANCELLED)
     except Exception as exc:
         logger.exception("run %s failed", run_id)
-        return _ended(context, lease, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return _ended(context, store, lease, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
 
 
 def _ids(lease: Lease) -> tuple[int, int]:
@@ -225,25 +235,29 @@ def _end(store: Store, lease: Lease, status: RunStatus, error: str | None = None
 
 
 def _ended(
-    context: WorkerContext, lease: Lease, status: RunStatus, error: str | None = None
+    context: WorkerContext,
+    store: Store,
+    lease: Lease,
+    status: RunStatus,
+    error: str | None = None,
 ) -> Outcome:
     """End the run; a search's trial that ended so frees its slot for the next configuration."""
-    outcome = _end(context.store, lease, status, error)
+    outcome = _end(store, lease, status, error)
     try:
-        with context.store.session_scope() as session:
+        with store.session_scope() as session:
             decision = after_end(session, lease.run_id)
-        _settle(context, decision)
+        _settle(context, store, decision)
     except Exception:
         logger.exception("run %s: the search's next trial waits for a sweep", lease.run_id)
     return outcome
 
 
-def _settle(context: WorkerContext, decision: Decision) -> None:
+def _settle(context: WorkerContext, store: Store, decision: Decision) -> None:
     """After a search's decision is committed: send the new trials, read the best's test set."""
     for run_id, queue in decision.send:
         context.send(run_id, queue)
     if decision.test_study is not None:
-        test_best(context, decision.test_study)
+        test_best(context, store, decision.test_study)
 
 
 def _due_test(store: Store, run_id: int) -> int | None:
@@ -252,9 +266,10 @@ def _due_test(store: Store, run_id: int) -> int | None:
         return due_test(session, run_id)
 
 
-def test_best(context: WorkerContext, study_id: int) -> bool:
-    """Evaluate a finished search's best on the test set, once: the only time a search reads it."""
-    with context.store.session_scope() as session:
+def test_best(context: WorkerContext, store: Store, study_id: int) -> bool:
+    """Evaluate a finished search's best on the test set, once: the only time a search reads it.
+    On the job's own store (its one connection)."""
+    with store.session_scope() as session:
         run_id = claim_test(session, study_id)
         keras_file = best_model(session, run_id) if run_id is not None else None
     if run_id is None or keras_file is None or context.training.data is None:
@@ -262,7 +277,7 @@ def test_best(context: WorkerContext, study_id: int) -> bool:
     from worker.training.model import evaluate_keras_file
 
     loss, accuracy, evaluation = evaluate_keras_file(keras_file, context.training.data)
-    with context.store.session_scope() as session:
+    with store.session_scope() as session:
         confirmations = record_test(session, study_id, run_id, loss, accuracy, evaluation)
         send = [(run.id, run.queue) for run in confirmations or []]
     for confirmation, queue in send:
@@ -273,12 +288,13 @@ def test_best(context: WorkerContext, study_id: int) -> bool:
 
 def _train(
     context: WorkerContext,
+    store: Store,
     lease: Lease,
     params: Hyperparams,
     resume: tuple[int, bytes] | None,
     trial: bool = False,
 ) -> Outcome:
-    store, training = context.store, context.training
+    training = context.training
     if training.data is None:
         raise DatasetError(training.dataset_error or "MNIST is not available")
     _write(store, record_environment, lease, training.environment)
@@ -309,7 +325,7 @@ def _train(
         job.train_epochs(record, should_stop=should_stop, first=first)
         stop = watch.stop
     if pruned:
-        _settle(context, pruned[0])
+        _settle(context, store, pruned[0])
         logger.info("run %s pruned", lease.run_id)
         return Outcome.PRUNED
     if stop is Stop.LOST:
@@ -317,10 +333,10 @@ def _train(
     if stop is Stop.CANCEL:
         raise CancelRequested(lease)
     if stop is Stop.HANDOVER:
-        return _hand_over(context, lease)
+        return _hand_over(context, store, lease)
     if trial:
         # A search's trial never reads the test set: only the chosen best does, once.
-        _settle(context, _write(store, finish_trial, lease, job.keras_file()))
+        _settle(context, store, _write(store, finish_trial, lease, job.keras_file()))
         logger.info("run %s: trial complete", lease.run_id)
         return Outcome.SUCCEEDED
     loss, accuracy, evaluation = job.evaluate()
@@ -338,9 +354,9 @@ def _train(
     return Outcome.SUCCEEDED
 
 
-def _hand_over(context: WorkerContext, lease: Lease) -> Outcome:
+def _hand_over(context: WorkerContext, store: Store, lease: Lease) -> Outcome:
     """Put the run back in the queue with a new message: its last finished epoch is saved."""
-    queue = _write(context.store, release, lease)
+    queue = _write(store, release, lease)
     context.send(lease.run_id, queue)
     logger.info("run %s handed back to the queue (its worker is stopping)", lease.run_id)
     return Outcome.HANDED_OVER

@@ -1,13 +1,16 @@
 """A worker node's main process: its row in the registry, and the sweeps that keep every run alive.
 
-Every node sweeps, every heartbeat interval, so a run never depends on one process (or on the
-broker) to be taken up again:
-- runs this node holds whose pool process died are taken back at once (a killed child);
+Every node offers to sweep, every heartbeat interval, so a run never depends on one process (or
+on the broker) to be taken up again:
+- runs this node holds whose pool process died are taken back at once (a killed child): each
+  node, every interval, as part of its own heartbeat;
 - runs whose lease ran out are taken back, wherever they ran (a lost or frozen host);
 - queued runs whose message the broker no longer has get a new one (a broker that restarted
   empty), at most one copy per missing message.
-Taking back a run requeues it with a new message while attempts remain, else fails it with the
-reason. Every change is a conditional update, so sweeps on many nodes never act twice.
+The last two are cluster duties (`shared.store.duties`): one node a interval does each, whatever
+the number of nodes. Taking back a run requeues it with a new message while attempts remain,
+else fails it with the reason. Every change is a conditional update, so two sweeps never act
+twice. Every time compared is the database's (`shared.store.clock`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +28,7 @@ from kombu.exceptions import ChannelError
 
 from shared.config import Settings
 from shared.ops.celery_config import celery_config
+from shared.store.duties import offer_duties, take_duty
 from shared.store.engine import Store
 from shared.store.search import open_searches, sweep_search
 from shared.store.sweeps import expired, held_by, lock_briefly, request_handover, take_back, unsent
@@ -35,8 +40,15 @@ logger = logging.getLogger(__name__)
 # A queued run counts as missing its message only once it was sent this long ago: a message on
 # its way to a worker is in neither the broker's count nor the running runs.
 RESEND_GRACE = 15.0
-# Seconds between two looks at the broker's queue (one connection each).
+# Seconds between two looks at the broker's queue (one connection each), for the whole cluster.
 BROKER_LOOK_EVERY = 10.0
+# The duty of taking back the runs whose lease ran out, wherever they ran.
+EXPIRED_LEASES = "expired-leases"
+
+
+def broker_look(queue: str) -> str:
+    """The duty of looking for the lost messages of `queue`."""
+    return f"broker-look:{queue}"
 
 
 def is_child(pid: int | None) -> bool:
@@ -74,8 +86,13 @@ class Node:
     settings: Settings
     store: Store
     send: Send
+    # Whether a run's pool process is alive (a simulation's threads answer otherwise).
+    child_alive: Callable[[int | None], bool] = field(default_factory=lambda: is_child)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _offered: bool = False
+    # Cluster duties this node did (the bench counts them).
+    duties_done: int = 0
 
     def start(self) -> None:
         """Register the node and start the heartbeat-and-sweep thread."""
@@ -93,18 +110,12 @@ class Node:
             )
 
     def _loop(self) -> None:
-        looks = 0
         while not self._stop.wait(self.settings.heartbeat_interval):
             try:
                 self.beat()
-                self.sweep(look_at_broker=looks % self._look_every == 0)
+                self.sweep()
             except Exception:
                 logger.exception("worker %s: heartbeat or sweep failed; retrying", self.name)
-            looks += 1
-
-    @property
-    def _look_every(self) -> int:
-        return max(1, round(BROKER_LOOK_EVERY / self.settings.heartbeat_interval))
 
     def beat(self) -> None:
         """Refresh the node's heartbeat, registering again if its row is gone."""
@@ -114,34 +125,48 @@ class Node:
             self._register()
 
     def sweep(self, look_at_broker: bool = True) -> list[int]:
-        """Take back runs whose holder is gone and resend lost messages; return the runs sent."""
+        """Take back runs whose holder is gone and resend lost messages; return the runs sent.
+
+        The runs of this node's dead pool processes every time; the cluster's expired leases and
+        lost messages when the duty is due and no other node is doing it.
+        """
+        queue, settings = self.settings.queue, self.settings
         requeued: list[tuple[int, str]] = []
         with self.store.session_scope() as session:
+            if not self._offered:
+                offer_duties(session, EXPIRED_LEASES, broker_look(queue))
+                session.commit()
+                self._offered = True
             lock_briefly(session)
             for run in held_by(session, self.name):
-                if not is_child(run.worker_pid):
+                if not self.child_alive(run.worker_pid):
                     reason = f"its pool process {run.worker_pid} died"
-                    if take_back(session, run, reason, self.settings.max_attempts, False):
+                    if take_back(session, run, reason, settings.max_attempts, False):
                         requeued.append((run.id, run.queue))
-            for run in expired(session):
-                reason = (
-                    f"its lease expired (no heartbeat for {self.settings.heartbeat_timeout:g} s)"
-                )
-                if take_back(session, run, reason, self.settings.max_attempts):
-                    requeued.append((run.id, run.queue))
-        requeued += self._sweep_searches()
-        if look_at_broker:
-            depth = broker_depth(self.settings, self.settings.queue)
-            if depth is not None:
-                with self.store.session_scope() as session:
-                    missing = unsent(session, self.settings.queue, depth, RESEND_GRACE)
-                if missing:
-                    logger.warning(
-                        "the broker lost the messages of runs %s; sending again", missing
+            swept = take_duty(session, EXPIRED_LEASES, settings.heartbeat_interval)
+            if swept:
+                self.duties_done += 1
+                for run in expired(session):
+                    reason = (
+                        f"its lease expired (no heartbeat for {settings.heartbeat_timeout:g} s)"
                     )
-                requeued += [(run_id, self.settings.queue) for run_id in missing]
-        for run_id, queue in requeued:
-            self.send(run_id, queue)
+                    if take_back(session, run, reason, settings.max_attempts):
+                        requeued.append((run.id, run.queue))
+        if swept:  # the searches' slots and test readings, once an interval for the cluster too
+            requeued += self._sweep_searches()
+        if look_at_broker:
+            with self.store.session_scope() as session:
+                if take_duty(session, broker_look(queue), BROKER_LOOK_EVERY):
+                    self.duties_done += 1
+                    depth = broker_depth(settings, queue)
+                    missing = [] if depth is None else unsent(session, queue, depth, RESEND_GRACE)
+                    if missing:
+                        logger.warning(
+                            "the broker lost the messages of runs %s; sending again", missing
+                        )
+                    requeued += [(run_id, queue) for run_id in missing]
+        for run_id, run_queue in requeued:
+            self.send(run_id, run_queue)
         return [run_id for run_id, _ in requeued]
 
     def _sweep_searches(self) -> list[tuple[int, str]]:

@@ -81,7 +81,8 @@ def init_child(settings: Settings, send: Send, inherited: Iterable[Store] = ()) 
     global _context
     for parent_store in inherited:
         parent_store.forget_parent_connections()
-    store = Store(settings.database_url)
+    # Opens no connection until used: each job works on a store of its own (`jobs.execute_run`).
+    store = Store(settings.database_url, pooler=settings.database_pooler, connections=1)
     _context = WorkerContext(settings, store, load_training(settings), send)
     return _context
 

@@ -1,7 +1,7 @@
 """search studies: the search spec, its state, the chosen best; runs may end `pruned`
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-01 02:40:00.000000
 
 The run status column is a VARCHAR(16) without a CHECK constraint (a non-native enum), so the new
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

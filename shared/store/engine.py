@@ -56,8 +56,16 @@ def ping(engine: Engine) -> None:
         connection.execute(text("SELECT 1"))
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine; SQLite gets WAL, a busy timeout and foreign keys, so web and worker share it."""
+def make_engine(
+    url: str, *, pooler: str = "", name: str = "", connections: int | None = None
+) -> Engine:
+    """Create an engine; SQLite gets WAL, a busy timeout and foreign keys, so web and worker share it.
+
+    On PostgreSQL: `name` is the connections' application_name (pg_stat_activity shows which
+    node or job holds each); `connections` caps the pool (no overflow); `pooler="transaction"`
+    turns off psycopg's server-side prepared statements, which a transaction-pooling PgBouncer
+    cannot keep (the next transaction may run on another server connection).
+    """
     if make_url(url).get_backend_name() == "sqlite":
         path = sqlite_path(url)
         if path is not None:
@@ -65,15 +73,25 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    if name:
+        connect_args["application_name"] = name[:63]  # PostgreSQL keeps 63 bytes
+    if pooler == "transaction":
+        connect_args["prepare_threshold"] = None
+    options: dict[str, Any] = {}
+    if connections is not None:
+        options = {"pool_size": connections, "max_overflow": 0}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
 
 
 class Store:
     """One database: its engine, a session factory, and units of work on it."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = make_engine(url)
+    def __init__(
+        self, url: str, *, pooler: str = "", name: str = "", connections: int | None = None
+    ) -> None:
+        self.url, self.pooler = url, pooler
+        self.engine = make_engine(url, pooler=pooler, name=name, connections=connections)
         self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
 
     def session(self) -> Session:
@@ -96,6 +114,10 @@ class Store:
     def forget_parent_connections(self) -> None:
         """Drop pooled connections without closing them: after a fork they are the parent's sockets."""
         self.engine.dispose(close=False)
+
+    def sibling(self, name: str, connections: int = 1) -> Store:
+        """Another store on the same database, with its own named, capped pool (a job's)."""
+        return Store(self.url, pooler=self.pooler, name=name, connections=connections)
 
     def close(self) -> None:
         """Close every pooled connection."""

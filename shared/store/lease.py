@@ -11,7 +11,7 @@ sweeps (`shared.store.sweeps`) use the same conditions, so a holder and a sweep 
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -27,9 +27,10 @@ from shared.domain.metrics import (
     RUNS_FINISHED,
 )
 from shared.domain.status import RunStatus
+from shared.store.clock import db_now
 from shared.store.engine import rows_changed
 from shared.store.metrics import count, observe
-from shared.store.models import Checkpoint, Epoch, Evaluation, Run, TrainedModel, Worker, utcnow
+from shared.store.models import Checkpoint, Epoch, Evaluation, Run, TrainedModel, Worker
 
 
 def _held(lease: Lease) -> Any:
@@ -41,8 +42,9 @@ def _held(lease: Lease) -> Any:
     )
 
 
-def _renewal(lease: Lease, now: datetime) -> dict[str, Any]:
-    return {"heartbeat_at": now, "lease_expires_at": now + timedelta(seconds=lease.seconds)}
+def _renewal(lease: Lease) -> dict[str, Any]:
+    # The database's clock, read by the statement that renews: no host's clock is in a lease.
+    return {"heartbeat_at": db_now(), "lease_expires_at": db_now(lease.seconds)}
 
 
 def claim(
@@ -54,7 +56,6 @@ def claim(
     A message for a run that is running, finished or cancelled is simply dropped: the holder has
     it, or nobody needs it, and the sweeps send a new message whenever a queued run lacks one.
     """
-    now = utcnow()
     result = session.execute(
         update(Run)
         .where(
@@ -68,9 +69,9 @@ def claim(
             worker=worker,
             worker_pid=pid,
             attempt=Run.attempt + 1,
-            started_at=func.coalesce(Run.started_at, now),
-            heartbeat_at=now,
-            lease_expires_at=now + timedelta(seconds=seconds),
+            started_at=func.coalesce(Run.started_at, db_now()),
+            heartbeat_at=db_now(),
+            lease_expires_at=db_now(seconds),
             handover_requested=False,
             error=None,
         )
@@ -78,22 +79,28 @@ def claim(
     if rows_changed(result) != 1:
         return None
     # Our own UPDATE holds the row (or SQLite's write lock) until commit: this read is ours.
-    attempt, waiting_since = session.execute(
-        select(Run.attempt, func.coalesce(Run.sent_at, Run.created_at)).where(Run.id == run_id)
+    # The wait is from the (re)send to this claim, both on the database's clock.
+    attempt, waiting_since, claimed_at = session.execute(
+        select(Run.attempt, func.coalesce(Run.sent_at, Run.created_at), Run.heartbeat_at).where(
+            Run.id == run_id
+        )
     ).one()
-    observe(session, QUEUE_WAIT, seconds_since(waiting_since, now))
+    observe(session, QUEUE_WAIT, seconds_between(waiting_since, claimed_at))
     return Lease(run_id, attempt, worker, seconds)
 
 
-def seconds_since(then: datetime | str | None, now: datetime) -> float:
-    """Seconds from `then` (a stored time; SQLite's COALESCE hands back text) to `now`."""
-    if then is None:
+def seconds_between(then: datetime | str | None, later: datetime | str | None) -> float:
+    """Seconds from `then` to `later`, two times the database wrote (SQLite's COALESCE hands
+    back text); 0 when either is missing."""
+    if then is None or later is None:
         return 0.0
-    if isinstance(then, str):
-        then = datetime.fromisoformat(then)
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=UTC)
-    return max(0.0, (now - then).total_seconds())
+    start, end = (_as_utc(value) for value in (then, later))
+    return max(0.0, (end - start).total_seconds())
+
+
+def _as_utc(value: datetime | str) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _leaving(worker: str, node_pid: int) -> Any:
@@ -129,7 +136,7 @@ def _why_refused(session: Session, lease: Lease) -> Exception:
 
 def renew(session: Session, lease: Lease) -> Signals:
     """Extend the lease; return what the holder is asked to do. Raises LeaseLost."""
-    result = session.execute(update(Run).where(_held(lease)).values(**_renewal(lease, utcnow())))
+    result = session.execute(update(Run).where(_held(lease)).values(**_renewal(lease)))
     if rows_changed(result) != 1:
         raise LeaseLost(lease)
     cancel, handover = session.execute(
@@ -140,7 +147,7 @@ def renew(session: Session, lease: Lease) -> Signals:
 
 def record_environment(session: Session, lease: Lease, environment: dict[str, str]) -> None:
     """Store the versions and dataset checksum that make the run reproducible. Raises LeaseLost."""
-    values = {**environment, **_renewal(lease, utcnow())}
+    values = {**environment, **_renewal(lease)}
     if rows_changed(session.execute(update(Run).where(_held(lease)).values(**values))) != 1:
         raise LeaseLost(lease)
 
@@ -169,17 +176,16 @@ def record_epoch(
     that UPDATE also orders the write against a concurrent cancel or sweep (the row is locked
     until commit), so no epoch lands after either. Raises LeaseLost or CancelRequested.
     """
-    now = utcnow()
     progressed = session.execute(
         update(Run)
         .where(_held(lease), Run.cancel_requested.is_(False))
-        .values(epochs_done=record.epoch, **_renewal(lease, now))
+        .values(epochs_done=record.epoch, **_renewal(lease))
     )
     if rows_changed(progressed) != 1:
         raise _why_refused(session, lease)
     observe(session, EPOCH_DURATION, record.seconds)
     row = {**dataclasses.asdict(record), "run_id": lease.run_id, "attempt": lease.attempt}
-    _upsert(session, Epoch, ["run_id", "epoch"], {**row, "recorded_at": now})
+    _upsert(session, Epoch, ["run_id", "epoch"], {**row, "recorded_at": db_now()})
     if checkpoint is not None:
         _upsert(
             session,
@@ -191,7 +197,7 @@ def record_epoch(
                 "attempt": lease.attempt,
                 "state": checkpoint,
                 "size": len(checkpoint),
-                "saved_at": now,
+                "saved_at": db_now(),
             },
         )
 
@@ -224,13 +230,12 @@ def finish(
     condition = _held(lease)
     if status == RunStatus.SUCCEEDED:
         condition = condition & Run.cancel_requested.is_(False)
-    now = utcnow()
     ended = session.execute(
         update(Run)
         .where(condition)
         .values(
             status=status,
-            finished_at=now,
+            finished_at=db_now(),
             test_loss=test_loss,
             test_accuracy=test_accuracy,
             error=error,
@@ -240,8 +245,10 @@ def finish(
     )
     if rows_changed(ended) != 1:
         raise _why_refused(session, lease)
-    started_at = session.scalar(select(Run.started_at).where(Run.id == lease.run_id))
-    count_finished(session, status, started_at, now)
+    started_at, finished_at = session.execute(
+        select(Run.started_at, Run.finished_at).where(Run.id == lease.run_id)
+    ).one()
+    count_finished(session, status, started_at, finished_at)
     drop_checkpoint(session, lease.run_id)
     if evaluation is not None:
         session.merge(Evaluation(run_id=lease.run_id, **evaluation))
@@ -252,15 +259,16 @@ def finish(
 
 
 def count_finished(
-    session: Session, status: RunStatus, started_at: datetime | None, now: datetime
+    session: Session, status: RunStatus, started_at: datetime | None, finished_at: datetime | None
 ) -> None:
-    """Count a run that ended, and its time on workers when it had started."""
+    """Count a run that ended, and its time on workers when it had started (both times the
+    database's)."""
     count(session, RUNS_FINISHED, status)
     if started_at is not None:
-        observe(session, RUN_DURATION, seconds_since(started_at, now))
+        observe(session, RUN_DURATION, seconds_between(started_at, finished_at))
 
 
-def requeue_values(now: datetime) -> dict[str, Any]:
+def requeue_values() -> dict[str, Any]:
     return {
         "status": RunStatus.QUEUED,
         "worker": None,
@@ -268,7 +276,7 @@ def requeue_values(now: datetime) -> dict[str, Any]:
         "lease_expires_at": None,
         "handover_requested": False,
         "sends": Run.sends + 1,
-        "sent_at": now,
+        "sent_at": db_now(),
     }
 
 
@@ -279,9 +287,7 @@ def release(session: Session, lease: Lease) -> str:
     CancelRequested when a cancel came first (then the holder ends it cancelled).
     """
     released = session.execute(
-        update(Run)
-        .where(_held(lease), Run.cancel_requested.is_(False))
-        .values(**requeue_values(utcnow()))
+        update(Run).where(_held(lease), Run.cancel_requested.is_(False)).values(**requeue_values())
     )
     if rows_changed(released) != 1:
         raise _why_refused(session, lease)

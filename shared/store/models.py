@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
-    DateTime,
     Enum,
     Float,
     ForeignKey,
@@ -29,6 +28,8 @@ from sqlalchemy.types import TypeEngine
 
 from shared.domain.params import PARAM_NAMES
 from shared.domain.status import RunStatus
+from shared.store.clock import UTCDateTime, db_now
+from shared.store.clock import utcnow as utcnow  # this host's clock, for tests and logs
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -37,28 +38,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-def utcnow() -> datetime:
-    """Return the current time, timezone-aware in UTC."""
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is not None:
-            value = value.astimezone(UTC)
-        return value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value
 
 
 class Tags(TypeDecorator[list[str]]):
@@ -135,7 +114,7 @@ class Run(Base):
     train_samples: Mapped[int] = mapped_column(Integer)
     seed: Mapped[int] = mapped_column(Integer)
 
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=db_now())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -200,7 +179,7 @@ class Study(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=db_now(), index=True)
     # The hyperparameters every configuration starts from (seed excluded: it is the replicate).
     base_params: Mapped[dict[str, Any]] = mapped_column(JSON)
     # How the configurations were made: {"grid": {...}} or {"sample": {...}}, as submitted.
@@ -235,7 +214,7 @@ class Epoch(Base):
     val_loss: Mapped[float | None] = mapped_column(Float)
     val_accuracy: Mapped[float | None] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
-    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=db_now())
     # The attempt that wrote it: a resumed run may compute its last epoch again.
     attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
@@ -253,7 +232,7 @@ class Checkpoint(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     state: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
-    saved_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=db_now())
 
 
 class TrainedModel(Base):
@@ -264,7 +243,7 @@ class TrainedModel(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     keras_file: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
-    saved_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=db_now())
 
 
 class Evaluation(Base):
@@ -292,8 +271,8 @@ class Worker(Base):
     hostname: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
     concurrency: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=db_now())
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=db_now())
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
@@ -307,3 +286,14 @@ class MetricTotal(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     label: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
     value: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ClusterDuty(Base):
+    """A chore the whole cluster needs done once per interval, not once per node (the sweep of
+    expired leases, the look at the broker): the node that takes the row's lock does it."""
+
+    __tablename__ = "cluster_duties"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # When a node last did it, on the database's clock.
+    last_run_at: Mapped[datetime] = mapped_column(UTCDateTime())

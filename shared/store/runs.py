@@ -12,9 +12,10 @@ from shared.domain.errors import Conflict
 from shared.domain.metrics import RUNS_FINISHED, RUNS_SUBMITTED
 from shared.domain.params import Hyperparams
 from shared.domain.status import FINISHED_STATUSES, RunStatus
+from shared.store.clock import db_now, now_of
 from shared.store.engine import rows_changed
 from shared.store.metrics import count
-from shared.store.models import Run, utcnow
+from shared.store.models import Run
 from shared.store.queries import get_run
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def create_run(
         attempt=0,
         epochs_done=0,
         cancel_requested=False,
-        created_at=utcnow(),
+        created_at=now_of(session),  # read back at once, for the answer
         **params.model_dump(),
     )
     session.add(run)
@@ -60,7 +61,7 @@ def mark_sent(session: Session, run_id: int, task_id: str) -> None:
     session.execute(
         update(Run)
         .where(Run.id == run_id)
-        .values(task_id=task_id, sends=Run.sends + 1, sent_at=utcnow())
+        .values(task_id=task_id, sends=Run.sends + 1, sent_at=db_now())
     )
 
 
@@ -69,7 +70,7 @@ def fail_unsent(session: Session, run_id: int, error: str) -> None:
     failed = session.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == RunStatus.QUEUED)
-        .values(status=RunStatus.FAILED, finished_at=utcnow(), error=error)
+        .values(status=RunStatus.FAILED, finished_at=db_now(), error=error)
     )
     if rows_changed(failed) == 1:
         count(session, RUNS_FINISHED, RunStatus.FAILED)
@@ -86,11 +87,10 @@ def request_cancel(session: Session, run_id: int) -> Run:
         raise Conflict(
             f"run {run_id} is already {run.status.value}", {"status": f"run is {run.status.value}"}
         )
-    now = utcnow()
     cancelled = session.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == RunStatus.QUEUED)
-        .values(status=RunStatus.CANCELLED, finished_at=now, cancel_requested=True)
+        .values(status=RunStatus.CANCELLED, finished_at=db_now(), cancel_requested=True)
     )
     if rows_changed(cancelled) == 1:
         count(session, RUNS_FINISHED, RunStatus.CANCELLED)

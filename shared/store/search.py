@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -31,9 +30,10 @@ from shared.domain.search import (
 )
 from shared.domain.status import RunStatus
 from shared.domain.study_design import config_label, run_params
+from shared.store.clock import db_now, now_of
 from shared.store.engine import rows_changed
 from shared.store.lease import finish, record_epoch
-from shared.store.models import Epoch, Evaluation, Run, Study, TrainedModel, Worker, utcnow
+from shared.store.models import Epoch, Evaluation, Run, Study, TrainedModel, Worker
 from shared.store.runs import create_run
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def create_search(
     names = list(spec.space)
     study = Study(
         name=(name or "").strip() or f"search of {', '.join(names)}",
-        created_at=utcnow(),
+        created_at=now_of(session),
         base_params={key: value for key, value in base.items() if key != "seed"},
         design={"search": spec.model_dump()},
         varied=names,
@@ -139,10 +139,9 @@ def trials(session: Session, study: Study) -> tuple[list[Run], list[TrialRecord]
 
 def live_workers(session: Session) -> int:
     """Pool processes of the workers whose heartbeat is recent (the slots a search may fill)."""
-    recent = utcnow() - timedelta(seconds=60)
     total = session.scalar(
         select(func.sum(Worker.concurrency)).where(
-            Worker.stopped_at.is_(None), Worker.heartbeat_at > recent
+            Worker.stopped_at.is_(None), Worker.heartbeat_at > db_now(-60)
         )
     )
     return int(total or 0)
@@ -268,16 +267,15 @@ def sweep_search(session: Session, study_id: int) -> Decision:
 def claim_test(session: Session, study_id: int, dry: bool = False) -> int | None:
     """Take on the best's test evaluation: the best run's id, or None when it is not due or
     another worker took it on recently."""
-    now = utcnow()
-    stale = now - timedelta(seconds=TEST_CLAIM_SECONDS)
+    # Stale by the database's clock, in the statement that acts on it.
     condition = (
         (Study.id == study_id)
         & (Study.search_state == TESTING)
-        & (Study.test_claimed_at.is_(None) | (Study.test_claimed_at < stale))
+        & (Study.test_claimed_at.is_(None) | (Study.test_claimed_at < db_now(-TEST_CLAIM_SECONDS)))
     )
     if dry:
         return session.scalar(select(Study.best_run_id).where(condition))
-    claimed = session.execute(update(Study).where(condition).values(test_claimed_at=now))
+    claimed = session.execute(update(Study).where(condition).values(test_claimed_at=db_now()))
     if rows_changed(claimed) != 1:
         return None
     return session.scalar(select(Study.best_run_id).where(Study.id == study_id))

@@ -16,7 +16,8 @@ from shared.domain.errors import NotFound
 from shared.domain.params import Hyperparams
 from shared.domain.status import RunStatus
 from shared.domain.study_design import config_label, run_params
-from shared.store.models import Run, Study, utcnow
+from shared.store.clock import now_of
+from shared.store.models import Run, Study
 from shared.store.runs import create_run, request_cancel
 
 
@@ -43,7 +44,7 @@ def create_study(
     """Add a study and its queued runs (flushed so they have ids, not committed)."""
     study = Study(
         name=(name or "").strip() or f"study of {', '.join(varied) or 'seeds'}",
-        created_at=utcnow(),
+        created_at=now_of(session),  # read back at once, for the answer
         base_params={key: value for key, value in base.items() if key != "seed"},
         design=design,
         varied=varied,

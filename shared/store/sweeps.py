@@ -9,7 +9,6 @@ a stale read: a run is never taken back or sent twice.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text, update
@@ -17,10 +16,11 @@ from sqlalchemy.orm import Session
 
 from shared.domain.metrics import LEASE_EXPIRED, LEASE_TAKEOVERS, POOL_PROCESS_DIED
 from shared.domain.status import RunStatus
+from shared.store.clock import db_now, now_of
 from shared.store.engine import rows_changed
 from shared.store.lease import count_finished, drop_checkpoint, requeue_values
 from shared.store.metrics import count
-from shared.store.models import Run, utcnow
+from shared.store.models import Run
 
 logger = logging.getLogger(__name__)
 
@@ -42,20 +42,21 @@ def take_back(
     having run out), so it changes nothing a live holder renewed or another sweep already changed.
     Returns True when the run was requeued (the caller sends its message after the commit).
     """
-    now = utcnow()
+    # The record's time is for people; the condition below reads the clock again, in the UPDATE.
+    at = now_of(session).isoformat()
     lost = [
         *run.lost_attempts,
-        {"attempt": run.attempt, "worker": run.worker, "reason": reason, "at": now.isoformat()},
+        {"attempt": run.attempt, "worker": run.worker, "reason": reason, "at": at},
     ]
     held = (Run.id == run.id) & (Run.attempt == run.attempt) & (Run.status == RunStatus.RUNNING)
     if if_expired:
-        held = held & (Run.lease_expires_at < now)
+        held = held & (Run.lease_expires_at < db_now())
     if run.cancel_requested:
-        values: dict[str, Any] = {"status": RunStatus.CANCELLED, "finished_at": now}
+        values: dict[str, Any] = {"status": RunStatus.CANCELLED, "finished_at": db_now()}
     elif len(lost) >= max_attempts:
-        values = {"status": RunStatus.FAILED, "finished_at": now, "error": _gave_up(lost)}
+        values = {"status": RunStatus.FAILED, "finished_at": db_now(), "error": _gave_up(lost)}
     else:
-        values = requeue_values(now)
+        values = requeue_values()
     changed = session.execute(
         update(Run)
         .where(held)
@@ -65,7 +66,8 @@ def take_back(
         return False
     count(session, LEASE_TAKEOVERS, LEASE_EXPIRED if if_expired else POOL_PROCESS_DIED)
     if values["status"] != RunStatus.QUEUED:
-        count_finished(session, values["status"], run.started_at, now)
+        finished_at = session.scalar(select(Run.finished_at).where(Run.id == run.id))
+        count_finished(session, values["status"], run.started_at, finished_at)
         drop_checkpoint(session, run.id)
     logger.warning(
         "run %s attempt %s on %s lost (%s): %s",
@@ -83,12 +85,11 @@ def _gave_up(lost: list[dict[str, Any]]) -> str:
     return f"gave up after {len(lost)} lost attempts ({attempts})"
 
 
-def expired(session: Session, now: datetime | None = None, limit: int = 100) -> list[Run]:
-    """Running runs whose lease ran out, oldest first."""
-    now = now or utcnow()
+def expired(session: Session, limit: int = 100) -> list[Run]:
+    """Running runs whose lease ran out by the database's clock, oldest first."""
     statement = (
         select(Run)
-        .where(Run.status == RunStatus.RUNNING, Run.lease_expires_at < now)
+        .where(Run.status == RunStatus.RUNNING, Run.lease_expires_at < db_now())
         .order_by(Run.lease_expires_at)
         .limit(limit)
     )
@@ -111,38 +112,31 @@ def request_handover(session: Session, worker: str) -> int:
     return rows_changed(result)
 
 
-def _aware(value: datetime) -> datetime:
-    # COALESCE loses the column type, so SQLite hands back text or a naive time: read it as UTC.
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def unsent(session: Session, queue: str, in_broker: int, grace: float) -> list[int]:
     """Queued runs of `queue` whose message the broker no longer has; marks each as sent again.
 
     Workers take messages oldest first, so when the broker holds `in_broker` messages for
     `queued` queued runs, the `queued - in_broker` runs whose last message is oldest are the ones
     without one (a broker that restarted empty, a lost write). Only those last sent more than
-    `grace` seconds ago count (a message may be on its way to a worker), and each is marked with a
-    conditional update, so concurrent sweeps send one copy, not one each. The caller sends them.
+    `grace` seconds ago by the database's clock count (a message may be on its way to a worker),
+    and each is marked with a conditional update, so concurrent sweeps send one copy, not one
+    each. The caller sends them.
     """
-    now = utcnow()
+    due = func.coalesce(Run.sent_at, Run.created_at) < db_now(-grace)
     queued = session.execute(
-        select(Run.id, Run.sends, func.coalesce(Run.sent_at, Run.created_at).label("sent"))
+        select(Run.id, Run.sends, due.label("due"))
         .where(Run.status == RunStatus.QUEUED, Run.queue == queue)
         .order_by(Run.sent_at.is_not(None), Run.sent_at, Run.id)
     ).all()
     missing = len(queued) - in_broker
-    cutoff = now - timedelta(seconds=grace)
     marked = []
-    for run_id, sends, sent in queued[: max(0, missing)]:
-        if _aware(sent) > cutoff:
+    for run_id, sends, is_due in queued[: max(0, missing)]:
+        if not is_due:
             continue
         resent = session.execute(
             update(Run)
             .where(Run.id == run_id, Run.status == RunStatus.QUEUED, Run.sends == sends)
-            .values(sends=sends + 1, sent_at=now)
+            .values(sends=sends + 1, sent_at=db_now())
         )
         if rows_changed(resent) == 1:
             marked.append(run_id)

@@ -1,8 +1,8 @@
 """The compose cluster as a user runs it: the real Dockerfile and docker-compose.yml, a generated
 .env, and the dashboard's published port.
 
-Build, `up --wait`, one job, Flower behind basic auth, the monitoring profile's Prometheus reading
-the cluster's series back, two workers sharing four jobs, a Redis
+Build, `up --wait`, one job (web and worker through PgBouncer), Flower behind basic auth, the
+monitoring profile's Prometheus reading the cluster's series back, two workers sharing four jobs, a Redis
 restart with jobs queued, `down` then `up`, an upgrade of trainyard's containers with a job running
 (handed over), `up -d --force-recreate` of everything with a job running, and `docker kill` of the
 worker holding a job; `down -v` at the end whatever happened. Each step prints what it measured
@@ -62,6 +62,26 @@ def test_a_job_submitted_through_the_published_port_succeeds(cluster: Cluster) -
         f"first job (2000 images, 2 epochs): succeeded in {time.monotonic() - started:.1f} s, "
         f"test accuracy {run['test_accuracy']:.3f}"
     )
+
+
+def test_web_and_workers_reach_postgres_only_through_pgbouncer(cluster: Cluster) -> None:
+    """Every connection of the application role comes from the pgbouncer container, and fewer
+    server connections than clients (the web's processes and the worker's node and job)."""
+    env = cluster.env
+    query = (
+        "SELECT DISTINCT host(client_addr) FROM pg_stat_activity"
+        f" WHERE usename = '{env['TRAINYARD_APP_DB_USER']}'"
+    )
+    psql = ("psql", "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"], "-Atc", query)
+    addresses = set(cluster.compose("exec", "-T", "postgres", *psql).stdout.split())
+    (bouncer,) = cluster.containers("pgbouncer")
+    inspected = subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+         bouncer],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    assert addresses and addresses <= set(inspected.stdout.split()), addresses
+    note(f"the application role's server connections all come from pgbouncer ({addresses})")
 
 
 def test_writes_need_the_token(cluster: Cluster) -> None:

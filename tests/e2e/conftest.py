@@ -3,8 +3,6 @@ CLI, a cluster) or servers of its own, so each is marked `e2e` (`make test-e2e` 
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,11 +14,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(item.path).parents:
             item.add_marker(pytest.mark.e2e)
-
-
-@pytest.fixture(autouse=True)
-def _collect_garbage_after_each_test() -> Iterator[None]:
-    """Collect garbage as each test ends, so an unclosed socket or connection fails the test that
-    left it (its ResourceWarning is an error) rather than whichever test the collector next runs in."""
-    yield
-    gc.collect()

@@ -164,7 +164,7 @@ def worker_processes(
     from shared.store.engine import Store
     from shared.store.models import Worker
 
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, name="trainyard-test")  # not counted as the worker's
     started: list[TrainyardProcess] = []
 
     def all_registered() -> bool:
@@ -214,7 +214,9 @@ def http_status(url: str, timeout: float = 2) -> int | None:
 
 
 @contextmanager
-def web_process(settings: Settings, port: int | None = None) -> Iterator[str]:
+def web_process(
+    settings: Settings, port: int | None = None, extra_env: dict[str, str] | None = None
+) -> Iterator[str]:
     """Serve the app with gunicorn (`trainyard web`) until the block ends; yield its base URL."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
@@ -223,5 +225,5 @@ def web_process(settings: Settings, port: int | None = None) -> Iterator[str]:
         return http_status(f"{url}/api/runs?limit=1") is not None
 
     args = ["web", "--host", "127.0.0.1", "--port", str(port), "--processes", "2"]
-    with trainyard_process(settings, args, answering, "web server", 60):
+    with trainyard_process(settings, args, answering, "web server", 60, extra_env):
         yield url

@@ -1,5 +1,6 @@
 """Servers of a test's own, on free loopback ports, to crash and start again: a Redis that keeps
-nothing, a PostgreSQL that can be stopped the hard way, a RabbitMQ node that keeps its messages."""
+nothing, a PostgreSQL that can be stopped the hard way, a RabbitMQ node that keeps its messages,
+a PgBouncer in front of the machine's PostgreSQL."""
 
 from __future__ import annotations
 
@@ -223,3 +224,52 @@ def rabbit_node() -> Iterator[RabbitNode]:
     finally:
         node.stop(kill=True)
         shutil.rmtree(node.folder, ignore_errors=True)
+
+
+@contextmanager
+def pgbouncer_server(upstream: str, pool_size: int = 40) -> Iterator[str]:
+    """A PgBouncer of our own on a loopback port, transaction pooling `pool_size` server
+    connections, in front of the PostgreSQL server `upstream` names (any database, trust auth):
+    yield its URL (`upstream`'s user and database, its host and port)."""
+    from sqlalchemy.engine import make_url
+
+    server = make_url(upstream)
+    port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
+    (folder / "userlist.txt").write_text(f'"{server.username}" ""\n')
+    (folder / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"* = host={server.host} port={server.port or 5432}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {folder / 'userlist.txt'}\n"
+        "pool_mode = transaction\nmax_client_conn = 2000\n"
+        f"default_pool_size = {pool_size}\nmax_db_connections = {pool_size}\n"
+        "reserve_pool_size = 0\nserver_reset_query =\n"
+        "ignore_startup_parameters = extra_float_digits\n"
+        "log_connections = 0\nlog_disconnections = 0\n"
+    )
+    user = []
+    if os.geteuid() == 0:  # PgBouncer will not run as root
+        user = ["-u", "nobody"]
+        for path in (folder, *folder.iterdir()):
+            shutil.chown(path, "nobody")
+    process = subprocess.Popen(
+        ["pgbouncer", *user, str(folder / "pgbouncer.ini")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # a full pipe would stall it
+    )  # fmt: skip
+    try:
+
+        def listening() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"pgbouncer exited with {process.returncode}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                return True
+            return False
+
+        wait_for(listening, 10, interval=0.1, what="pgbouncer to listen")
+        yield server.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)

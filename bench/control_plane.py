@@ -1,0 +1,343 @@
+"""A big cluster's control plane against one PostgreSQL: many simulated worker nodes, trainyard's
+own store calls, the training replaced by a sleep.
+
+    python -m bench.control_plane --nodes 200 --seconds 120 --postgres URL [--pgbouncer URL|start]
+
+Each node is two threads of this process, as a worker node is a main process and a pool process:
+the node's (trainyard's `Node`: its heartbeat and its offer to do the cluster's sweep of expired
+leases, on one connection) and its job's (one run at a time: the claim, a lease renewal every
+heartbeat interval, an epoch write with a small checkpoint after each epoch's sleep, the finish,
+on one connection of the job's own, as `worker.jobs` does). Runs are submitted at a steady rate
+(the web's `create_run`, then the message) to an in-process queue standing in for the broker.
+Halfway, a tenth of the nodes are killed: their threads stop dead, writing nothing more, and their
+runs wait for the lease to run out and a sweep to take them back.
+
+`--pgbouncer start` runs a PgBouncer of the bench's own (transaction pooling) on a loopback port
+in front of `--postgres`; a URL uses one already running. `db_connections_peak` counts the server
+connections to the bench's database (pg_stat_activity), sampled twice a second. The last line:
+
+    control plane: nodes=N runs=N succeeded=N failed=N lost_epochs=N takeovers=N
+        db_connections_peak=N write_p99_ms=X sweeps_per_s=X        (one line)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
+
+from shared.config import Settings
+from shared.domain.lease import CancelRequested, EpochRecord, Lease, LeaseLost
+from shared.domain.params import Hyperparams
+from shared.domain.status import RunStatus
+from shared.ops.pgadmin import scratch_database
+from shared.store.engine import Store
+from shared.store.lease import claim, finish, last_checkpoint, record_epoch, renew
+from shared.store.migrate import upgrade
+from shared.store.models import Epoch, Run
+from shared.store.runs import create_run, mark_sent
+from tests.support.servers import pgbouncer_server
+from worker.node import Node
+
+CHECKPOINT = 16 * 1024  # bytes: a small model's weights
+PARAMS = Hyperparams(epochs=5, train_samples=1000, seed=1)
+
+
+@dataclass
+class Figures:
+    """What the simulated cluster measured."""
+
+    write_ms: list[float] = field(default_factory=list)
+    resumed_after: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wrote(self, started: float) -> None:
+        with self.lock:
+            self.write_ms.append((time.monotonic() - started) * 1000)
+
+    def error(self, what: str) -> None:
+        with self.lock:
+            if len(self.errors) < 20:
+                self.errors.append(what)
+
+
+@dataclass
+class SimNode:
+    """One worker node: its `Node` thread and its one job thread."""
+
+    index: int
+    settings: Settings
+    url: str
+    broker: queue.Queue[int]
+    figures: Figures
+    epoch_seconds: float
+    killed_at: dict[int, float]
+    dead: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    job_ident: int | None = None
+    node: Node | None = None
+
+    @property
+    def name(self) -> str:
+        return f"sim{self.index}@bench"
+
+    def start(self) -> list[threading.Thread]:
+        store = Store(
+            self.url, pooler=self.settings.database_pooler, name=f"trainyard-node/{self.name}",
+            connections=1,
+        )  # fmt: skip
+        self.node = Node(
+            self.name,
+            self.settings,
+            store,
+            lambda run_id, _queue: self.broker.put(run_id),
+            child_alive=lambda pid: not self.dead.is_set() and pid == self.job_ident,
+        )
+        threads = [
+            threading.Thread(target=self._node_loop, daemon=True),
+            threading.Thread(target=self._job_loop, daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep; False when the node was killed or the bench is over meanwhile."""
+        return not (self.dead.wait(seconds) or self.done.is_set() or self.dead.is_set())
+
+    def _node_loop(self) -> None:
+        assert self.node is not None
+        self.node._register()
+        # Nodes start spread over one interval, as a real cluster's do.
+        if not self._wait(random.uniform(0, self.settings.heartbeat_interval)):
+            return
+        while self._wait(self.settings.heartbeat_interval):
+            try:
+                self.node.beat()
+                self.node.sweep(look_at_broker=False)
+            except Exception as exc:
+                self.figures.error(f"node: {type(exc).__name__}: {exc}")
+        if self.dead.is_set():
+            self.node.store.engine.dispose()  # a killed host's connections drop
+
+    def _job_loop(self) -> None:
+        self.job_ident = threading.get_native_id()
+        while not (self.dead.is_set() or self.done.is_set()):
+            try:
+                run_id = self.broker.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            assert self.node is not None
+            store = self.node.store.sibling(f"trainyard-job/{run_id}/{self.name}")
+            try:
+                self._run(store, run_id)
+            except Exception as exc:
+                self.figures.error(f"job: {type(exc).__name__}: {exc}")
+            finally:
+                store.close()
+
+    def _run(self, store: Store, run_id: int) -> None:
+        with store.session_scope() as session:
+            lease = claim(
+                session, run_id, self.name, self.job_ident or 0, self.settings.heartbeat_timeout
+            )
+            checkpoint = last_checkpoint(session, run_id) if lease else None
+        if lease is None:
+            return
+        if lease.attempt > 1 and run_id in self.killed_at:
+            with self.figures.lock:
+                self.figures.resumed_after.append(time.monotonic() - self.killed_at[run_id])
+        first = checkpoint.epoch + 1 if checkpoint else 1
+        try:
+            for epoch in range(first, PARAMS.epochs + 1):
+                if not self._train_epoch(store, lease, epoch):
+                    return  # killed: nothing more is written
+            with store.session_scope() as session:
+                finish(session, lease, RunStatus.SUCCEEDED, test_loss=0.1, test_accuracy=0.9)
+        except (LeaseLost, CancelRequested):
+            return
+
+    def _train_epoch(self, store: Store, lease: Lease, epoch: int) -> bool:
+        """Sleep an epoch, renewing the lease each heartbeat interval; then record the epoch."""
+        left = self.epoch_seconds
+        while left > 0:
+            step = min(left, self.settings.heartbeat_interval)
+            if not self._wait(step):
+                return False
+            left -= step
+            if left > 0:
+                with store.session_scope() as session:
+                    renew(session, lease)
+        record = EpochRecord(epoch, 0.5, 0.8, self.epoch_seconds, 0.5, 0.8)
+        started = time.monotonic()
+        with store.session_scope() as session:
+            record_epoch(session, lease, record, os.urandom(CHECKPOINT))
+        self.figures.wrote(started)
+        return True
+
+
+def count_connections(monitor: Store, database: str) -> int:
+    with monitor.engine.connect() as connection:
+        return int(
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = :db"
+                    " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                ),
+                {"db": database},
+            ).scalar_one()
+        )
+
+
+def simulate(args: argparse.Namespace, database_url: str, client_url: str) -> str:
+    """Run the cluster on `client_url` (the database itself or a pooler in front of it)."""
+    pooled = client_url != database_url
+    settings = Settings(
+        database_url=client_url,
+        database_pooler="transaction" if pooled else "",
+        heartbeat_interval=args.heartbeat,
+        heartbeat_timeout=args.lease,
+        max_attempts=3,
+    )
+    upgrade(database_url)
+    database = make_url(database_url).database or ""
+    monitor = Store(database_url, name="trainyard-bench")
+    submitter = Store(client_url, pooler=settings.database_pooler, name="trainyard-web/bench")
+    broker: queue.Queue[int] = queue.Queue()
+    figures = Figures()
+    killed_at: dict[int, float] = {}
+    nodes = [
+        SimNode(i, settings, client_url, broker, figures, args.epoch_seconds, killed_at)
+        for i in range(args.nodes)
+    ]
+    print(
+        f"{args.nodes} nodes, one job each; epochs of {args.epoch_seconds:g} s x {PARAMS.epochs};"
+        f" lease {args.lease:g} s, heartbeat {args.heartbeat:g} s;"
+        f" {'through PgBouncer (transaction pooling)' if pooled else 'direct connections'}",
+        flush=True,
+    )
+    for node in nodes:
+        node.start()
+    peak = 0
+    run_ids: list[int] = []
+    # Runs a second: 80% of what the nodes can train, so the queue stays short and steady.
+    rate = 0.8 * args.nodes / (PARAMS.epochs * args.epoch_seconds)
+    started = time.monotonic()
+    killed = False
+    next_submit = started
+    while time.monotonic() - started < args.seconds:
+        now = time.monotonic()
+        while next_submit <= now:
+            with submitter.session_scope() as session:
+                run = create_run(session, PARAMS, name="bench")
+            run_ids.append(run.id)
+            with submitter.session_scope() as session:
+                mark_sent(session, run.id, f"bench-{run.id}")
+            broker.put(run.id)
+            next_submit += 1 / rate
+        if not killed and now - started >= args.seconds / 2:
+            killed = True
+            doomed = random.sample(nodes, max(1, args.nodes // 10))
+            with monitor.session_scope() as session:
+                held = session.execute(
+                    select(Run.id).where(
+                        Run.status == RunStatus.RUNNING,
+                        Run.worker.in_([node.name for node in doomed]),
+                    )
+                ).all()
+            for node in doomed:
+                node.dead.set()
+            for (run_id,) in held:
+                killed_at[run_id] = time.monotonic()
+            print(
+                f"{now - started:.0f} s: killed {len(doomed)} nodes holding {len(held)} runs",
+                flush=True,
+            )
+        peak = max(peak, count_connections(monitor, database))
+        time.sleep(0.5)
+    # Drain: no more submits; every run must end (the killed nodes' after the lease).
+    drain_until = time.monotonic() + args.lease + 60
+    while time.monotonic() < drain_until:
+        with monitor.session_scope() as session:
+            busy = session.scalar(
+                select(func.count()).where(Run.status.in_([RunStatus.QUEUED, RunStatus.RUNNING]))
+            )
+        peak = max(peak, count_connections(monitor, database))
+        if not busy:
+            break
+        time.sleep(0.5)
+    elapsed = time.monotonic() - started
+    for node in nodes:
+        node.done.set()
+    sweeps = sum(node.node.duties_done for node in nodes if node.node)
+    with monitor.session_scope() as session:
+        statuses = dict(
+            session.execute(select(Run.status, func.count()).group_by(Run.status)).all()
+        )
+        recorded = session.scalar(select(func.count()).select_from(Epoch)) or 0
+        takeovers = session.scalar(select(func.sum(Run.attempt - 1)).where(Run.attempt > 1)) or 0
+        succeeded_runs = statuses.get(RunStatus.SUCCEEDED, 0)
+    for node in nodes:
+        if node.node is not None:
+            node.node.store.close()
+    monitor.close()
+    submitter.close()
+    lost_epochs = succeeded_runs * PARAMS.epochs - recorded
+    writes = sorted(figures.write_ms)
+    p50 = writes[len(writes) // 2] if writes else 0.0
+    p99 = writes[min(len(writes) - 1, int(len(writes) * 0.99))] if writes else 0.0
+    resumed = max(figures.resumed_after, default=0.0)
+    print(
+        f"{len(writes)} epoch writes: p50 {p50:.1f} ms, p99 {p99:.1f} ms;"
+        f" killed nodes' runs resumed after at most {resumed:.1f} s"
+        f" (lease {args.lease:g} s + 10 s = {args.lease + 10:g} s);"
+        f" {sweeps} expired-lease sweeps in {elapsed:.0f} s across {args.nodes} nodes",
+        flush=True,
+    )
+    for error in figures.errors:
+        print(f"  error: {error}", flush=True)
+    failed = len(run_ids) - succeeded_runs
+    return (
+        f"control plane: nodes={args.nodes} runs={len(run_ids)} succeeded={succeeded_runs}"
+        f" failed={failed} lost_epochs={lost_epochs} takeovers={takeovers}"
+        f" db_connections_peak={peak} write_p99_ms={p99:.1f} sweeps_per_s={sweeps / elapsed:.2f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--postgres", required=True, help="a PostgreSQL server's URL")
+    parser.add_argument("--pgbouncer", help="a PgBouncer's URL in front of it, or 'start'")
+    parser.add_argument(
+        "--pool-size", type=int, default=40, help="server connections of `--pgbouncer start`"
+    )
+    parser.add_argument("--epoch-seconds", type=float, default=2.0)
+    parser.add_argument("--lease", type=float, default=30.0)
+    parser.add_argument("--heartbeat", type=float, default=3.0)
+    args = parser.parse_args()
+    with scratch_database(args.postgres, "trainyard_bench_control") as database_url:
+        name = make_url(database_url).database
+        if args.pgbouncer == "start":
+            with pgbouncer_server(args.postgres, args.pool_size) as bouncer:
+                client = make_url(bouncer).set(database=name).render_as_string(False)
+                line = simulate(args, database_url, client)
+        elif args.pgbouncer:
+            client = make_url(args.pgbouncer).set(database=name).render_as_string(False)
+            line = simulate(args, database_url, client)
+        else:
+            line = simulate(args, database_url, database_url)
+    print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -150,6 +150,51 @@ def test_prune_decisions_read_the_stored_reports_and_agree_across_hosts(
     assert new.config == 3
 
 
+def test_rebuilt_asha_prunes_exactly_as_optunas_own_study_reporting_live() -> None:
+    """The rung records rebuilt from stored reports are the ones Optuna writes itself: two
+    trials in flight at a time, one epoch each in turn, judged by a live Optuna study (report,
+    should_prune) and by `should_prune` on the records alone; every decision agrees."""
+    import random
+
+    import optuna
+
+    from shared.domain.search import REDUCTION_FACTOR, SearchSpec, TrialRecord, should_prune
+
+    spec = SearchSpec.model_validate(search(trials=14)["search"])
+    pruner = optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=1, reduction_factor=REDUCTION_FACTOR, min_early_stopping_rate=0
+    )
+    live = optuna.create_study(direction="maximize", pruner=pruner)
+    draw, epochs = random.Random(5), 9
+    quality = [draw.uniform(0.5, 0.95) for _ in range(spec.trials)]
+    records: dict[int, TrialRecord] = {}
+    in_flight: dict[int, optuna.Trial] = {}
+    decisions = {"pruned": 0, "complete": 0}
+    while len(records) < spec.trials or in_flight:
+        while len(in_flight) < 2 and len(records) < spec.trials:
+            number = len(records)
+            in_flight[number] = live.ask()
+            records[number] = TrialRecord(number, {}, "running")
+        number = min(in_flight, key=lambda n: (len(records[n].reports), n))
+        epoch = len(records[number].reports) + 1
+        value = round(quality[number] - 0.3 / epoch + draw.gauss(0, 0.01), 4)
+        reports = {**records[number].reports, epoch: value}
+        records[number] = TrialRecord(number, {}, "running", reports)
+        in_flight[number].report(value, epoch)
+        if epoch == epochs:
+            live.tell(in_flight.pop(number), value)
+            records[number] = TrialRecord(number, {}, "complete", reports)
+            decisions["complete"] += 1
+            continue
+        pruned = in_flight[number].should_prune()
+        assert should_prune(spec, list(records.values()), number, epoch) is pruned, (number, epoch)
+        if pruned:
+            live.tell(in_flight.pop(number), state=optuna.trial.TrialState.PRUNED)
+            records[number] = TrialRecord(number, {}, "pruned", reports)
+            decisions["pruned"] += 1
+    assert decisions["pruned"] > 0 and decisions["complete"] > 0  # both kinds were decided
+
+
 def test_the_best_is_chosen_on_validation_data_and_its_test_set_read_once(
     api: FlaskClient, session: Session
 ) -> None:

@@ -82,9 +82,18 @@ def test_runs_page_filters_sorts_and_pages_10000_runs(
 ) -> None:
     rows = seeded.rows
     html = page(client, "/runs")
-    assert find(html, "small", id="runs-total")[0]["attrs"]["data-total"] == "10000"
+    # Counted exactly only up to 1,000: past it the page says so, as "more than" (SQLite) or
+    # "about" the planner's estimate (PostgreSQL), never a number that looks exact.
+    total = find(html, "small", id="runs-total")[0]
+    if total["attrs"]["data-relation"] == "gte":
+        assert total["attrs"]["data-total"] == "1000"
+        assert "more than 1,000 matching" in total["text"]
+        assert "page 1 of more than 40" in html
+    else:
+        assert total["attrs"]["data-relation"] == "about"
+        assert int(total["attrs"]["data-total"]) > 1000
+        assert "about " in total["text"] and "page 1 of about " in html
     assert run_ids(html) == sorted((r["id"] for r in rows), reverse=True)[:25]
-    assert "page 1 of 400" in html
     assert len(loaded_runs) == 25  # one page, never the whole table
 
     def keep(r: dict[str, Any]) -> bool:

@@ -8,8 +8,9 @@ leases, on one connection) and its job's (one run at a time: the claim, a lease 
 heartbeat interval, an epoch write with a small checkpoint after each epoch's sleep, the finish,
 on one connection of the job's own, as `worker.jobs` does). Epochs last `--epoch-seconds` give or
 take a quarter, so the writes do not come in lockstep. The nodes run in `--processes` processes
-(default one per 25 nodes): 200 nodes' threads in one Python process would queue on its GIL, and
-the bench would time that queue instead of the store. A write's time is `time.perf_counter` around
+(default one per core): 200 nodes' threads in one Python process would queue on its GIL, and the
+bench would time that queue instead of the store (one per 25 nodes, 8 here, was slower again:
+p99 812 ms against 400 ms with 2, the processes then contend for the 2 cores). A write's time is `time.perf_counter` around
 the epoch's transaction (`record_epoch` in its `session_scope`) and nothing else. Runs are
 submitted at a steady rate (the web's `create_run`, then the message) to a multiprocessing queue
 standing in for the broker. Halfway, a tenth of the nodes are killed: their threads stop dead,
@@ -53,7 +54,6 @@ from worker.node import Node
 
 CHECKPOINT = 16 * 1024  # bytes: a small model's weights
 PARAMS = Hyperparams(epochs=5, train_samples=1000, seed=1)
-NODES_PER_PROCESS = 25
 JITTER = 0.25  # an epoch lasts epoch_seconds give or take this share of it
 
 
@@ -254,7 +254,7 @@ def simulate(args: argparse.Namespace, database_url: str, client_url: str) -> st
     context = multiprocessing.get_context("spawn")
     broker: ProcessQueue[int] = context.Queue()
     results: ProcessQueue[object] = context.Queue()
-    processes = args.processes or max(1, -(-args.nodes // NODES_PER_PROCESS))
+    processes = min(args.nodes, args.processes or os.cpu_count() or 1)
     groups = [list(range(args.nodes))[p::processes] for p in range(processes)]
     controls: list[ProcessQueue[list[int] | None]] = [context.Queue() for _ in groups]
     workers = [
@@ -383,9 +383,7 @@ def main() -> None:
         "--pool-size", type=int, default=40, help="server connections of `--pgbouncer start`"
     )
     parser.add_argument("--epoch-seconds", type=float, default=2.0)
-    parser.add_argument(
-        "--processes", type=int, default=0, help=f"default: one per {NODES_PER_PROCESS} nodes"
-    )
+    parser.add_argument("--processes", type=int, default=0, help="default: one per core")
     parser.add_argument("--lease", type=float, default=30.0)
     parser.add_argument("--heartbeat", type=float, default=3.0)
     args = parser.parse_args()

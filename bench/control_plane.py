@@ -3,14 +3,18 @@ own store calls, the training replaced by a sleep.
 
     python -m bench.control_plane --nodes 200 --seconds 120 --postgres URL [--pgbouncer URL|start]
 
-Each node is two threads of this process, as a worker node is a main process and a pool process:
-the node's (trainyard's `Node`: its heartbeat and its offer to do the cluster's sweep of expired
+Each node is two threads, as a worker node is a main process and a pool process: the node's (trainyard's `Node`: its heartbeat and its offer to do the cluster's sweep of expired
 leases, on one connection) and its job's (one run at a time: the claim, a lease renewal every
 heartbeat interval, an epoch write with a small checkpoint after each epoch's sleep, the finish,
-on one connection of the job's own, as `worker.jobs` does). Runs are submitted at a steady rate
-(the web's `create_run`, then the message) to an in-process queue standing in for the broker.
-Halfway, a tenth of the nodes are killed: their threads stop dead, writing nothing more, and their
-runs wait for the lease to run out and a sweep to take them back.
+on one connection of the job's own, as `worker.jobs` does). Epochs last `--epoch-seconds` give or
+take a quarter, so the writes do not come in lockstep. The nodes run in `--processes` processes
+(default one per core): 200 nodes' threads in one Python process would queue on its GIL, and the
+bench would time that queue instead of the store (one per 25 nodes, 8 here, was slower again:
+p99 812 ms against 400 ms with 2, the processes then contend for the 2 cores). A write's time is `time.perf_counter` around
+the epoch's transaction (`record_epoch` in its `session_scope`) and nothing else. Runs are
+submitted at a steady rate (the web's `create_run`, then the message) to a multiprocessing queue
+standing in for the broker. Halfway, a tenth of the nodes are killed: their threads stop dead,
+writing nothing more, and their runs wait for the lease to run out and a sweep to take them back.
 
 `--pgbouncer start` runs a PgBouncer of the bench's own (transaction pooling) on a loopback port
 in front of `--postgres`; a URL uses one already running. `db_connections_peak` counts the server
@@ -23,12 +27,14 @@ connections to the bench's database (pg_stat_activity), sampled twice a second. 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import queue
 import random
 import threading
 import time
 from dataclasses import dataclass, field
+from multiprocessing.queues import Queue as ProcessQueue
 
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
@@ -48,6 +54,7 @@ from worker.node import Node
 
 CHECKPOINT = 16 * 1024  # bytes: a small model's weights
 PARAMS = Hyperparams(epochs=5, train_samples=1000, seed=1)
+JITTER = 0.25  # an epoch lasts epoch_seconds give or take this share of it
 
 
 @dataclass
@@ -55,13 +62,17 @@ class Figures:
     """What the simulated cluster measured."""
 
     write_ms: list[float] = field(default_factory=list)
-    resumed_after: list[float] = field(default_factory=list)
+    retaken: dict[int, float] = field(default_factory=dict)  # run id -> when claimed again
     errors: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    sweeps: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def wrote(self, started: float) -> None:
+    def wrote(self, seconds: float) -> None:
         with self.lock:
-            self.write_ms.append((time.monotonic() - started) * 1000)
+            self.write_ms.append(seconds * 1000)
+
+    def picklable(self) -> tuple[list[float], dict[int, float], list[str], int]:
+        return self.write_ms, self.retaken, self.errors, self.sweeps
 
     def error(self, what: str) -> None:
         with self.lock:
@@ -76,10 +87,9 @@ class SimNode:
     index: int
     settings: Settings
     url: str
-    broker: queue.Queue[int]
+    broker: ProcessQueue[int]
     figures: Figures
     epoch_seconds: float
-    killed_at: dict[int, float]
     dead: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     job_ident: int | None = None
@@ -152,9 +162,9 @@ class SimNode:
             checkpoint = last_checkpoint(session, run_id) if lease else None
         if lease is None:
             return
-        if lease.attempt > 1 and run_id in self.killed_at:
+        if lease.attempt > 1:
             with self.figures.lock:
-                self.figures.resumed_after.append(time.monotonic() - self.killed_at[run_id])
+                self.figures.retaken.setdefault(run_id, time.time())
         first = checkpoint.epoch + 1 if checkpoint else 1
         try:
             for epoch in range(first, PARAMS.epochs + 1):
@@ -167,7 +177,7 @@ class SimNode:
 
     def _train_epoch(self, store: Store, lease: Lease, epoch: int) -> bool:
         """Sleep an epoch, renewing the lease each heartbeat interval; then record the epoch."""
-        left = self.epoch_seconds
+        left = self.epoch_seconds * random.uniform(1 - JITTER, 1 + JITTER)
         while left > 0:
             step = min(left, self.settings.heartbeat_interval)
             if not self._wait(step):
@@ -177,11 +187,41 @@ class SimNode:
                 with store.session_scope() as session:
                     renew(session, lease)
         record = EpochRecord(epoch, 0.5, 0.8, self.epoch_seconds, 0.5, 0.8)
-        started = time.monotonic()
+        checkpoint = os.urandom(CHECKPOINT)
+        started = time.perf_counter()
         with store.session_scope() as session:
-            record_epoch(session, lease, record, os.urandom(CHECKPOINT))
-        self.figures.wrote(started)
+            record_epoch(session, lease, record, checkpoint)
+        self.figures.wrote(time.perf_counter() - started)
         return True
+
+
+def node_group(
+    indices: list[int],
+    settings: Settings,
+    url: str,
+    epoch_seconds: float,
+    broker: ProcessQueue[int],
+    control: ProcessQueue[list[int] | None],
+    results: ProcessQueue[object],
+) -> None:
+    """One process's nodes: start them, kill those `control` names, stop on None, report."""
+    random.seed(os.getpid())
+    figures = Figures()
+    nodes = {i: SimNode(i, settings, url, broker, figures, epoch_seconds) for i in indices}
+    threads = [thread for node in nodes.values() for thread in node.start()]
+    results.put("ready")
+    while (doomed := control.get()) is not None:
+        for index in doomed:
+            nodes[index].dead.set()
+    for node in nodes.values():
+        node.done.set()
+    for thread in threads:
+        thread.join(timeout=settings.heartbeat_interval + 2)
+    figures.sweeps = sum(node.node.duties_done for node in nodes.values() if node.node)
+    for node in nodes.values():
+        if node.node is not None:
+            node.node.store.close()
+    results.put(figures.picklable())
 
 
 def count_connections(monitor: Store, database: str) -> int:
@@ -211,21 +251,32 @@ def simulate(args: argparse.Namespace, database_url: str, client_url: str) -> st
     database = make_url(database_url).database or ""
     monitor = Store(database_url, name="trainyard-bench")
     submitter = Store(client_url, pooler=settings.database_pooler, name="trainyard-web/bench")
-    broker: queue.Queue[int] = queue.Queue()
-    figures = Figures()
-    killed_at: dict[int, float] = {}
-    nodes = [
-        SimNode(i, settings, client_url, broker, figures, args.epoch_seconds, killed_at)
-        for i in range(args.nodes)
+    context = multiprocessing.get_context("spawn")
+    broker: ProcessQueue[int] = context.Queue()
+    results: ProcessQueue[object] = context.Queue()
+    processes = min(args.nodes, args.processes or os.cpu_count() or 1)
+    groups = [list(range(args.nodes))[p::processes] for p in range(processes)]
+    controls: list[ProcessQueue[list[int] | None]] = [context.Queue() for _ in groups]
+    workers = [
+        context.Process(
+            target=node_group,
+            args=(group, settings, client_url, args.epoch_seconds, broker, control, results),
+            daemon=True,
+        )
+        for group, control in zip(groups, controls, strict=True)
     ]
     print(
-        f"{args.nodes} nodes, one job each; epochs of {args.epoch_seconds:g} s x {PARAMS.epochs};"
+        f"{args.nodes} nodes in {processes} processes, one job each;"
+        f" epochs of {args.epoch_seconds:g} s ± {JITTER:.0%} x {PARAMS.epochs};"
         f" lease {args.lease:g} s, heartbeat {args.heartbeat:g} s;"
         f" {'through PgBouncer (transaction pooling)' if pooled else 'direct connections'}",
         flush=True,
     )
-    for node in nodes:
-        node.start()
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        results.get(timeout=120)  # "ready": every node's threads are up
+    killed_at: dict[int, float] = {}
     peak = 0
     run_ids: list[int] = []
     # Runs a second: 80% of what the nodes can train, so the queue stays short and steady.
@@ -245,18 +296,18 @@ def simulate(args: argparse.Namespace, database_url: str, client_url: str) -> st
             next_submit += 1 / rate
         if not killed and now - started >= args.seconds / 2:
             killed = True
-            doomed = random.sample(nodes, max(1, args.nodes // 10))
+            doomed = set(random.sample(range(args.nodes), max(1, args.nodes // 10)))
             with monitor.session_scope() as session:
                 held = session.execute(
                     select(Run.id).where(
                         Run.status == RunStatus.RUNNING,
-                        Run.worker.in_([node.name for node in doomed]),
+                        Run.worker.in_([f"sim{index}@bench" for index in doomed]),
                     )
                 ).all()
-            for node in doomed:
-                node.dead.set()
+            for group, control in zip(groups, controls, strict=True):
+                control.put([index for index in group if index in doomed])
             for (run_id,) in held:
-                killed_at[run_id] = time.monotonic()
+                killed_at[run_id] = time.time()
             print(
                 f"{now - started:.0f} s: killed {len(doomed)} nodes holding {len(held)} runs",
                 flush=True,
@@ -275,9 +326,19 @@ def simulate(args: argparse.Namespace, database_url: str, client_url: str) -> st
             break
         time.sleep(0.5)
     elapsed = time.monotonic() - started
-    for node in nodes:
-        node.done.set()
-    sweeps = sum(node.node.duties_done for node in nodes if node.node)
+    for control in controls:
+        control.put(None)
+    figures = Figures()
+    sweeps = 0
+    for _ in workers:
+        write_ms, retaken, errors, swept = results.get(timeout=60)  # type: ignore[misc]
+        figures.write_ms.extend(write_ms)
+        figures.retaken.update(retaken)
+        figures.errors.extend(errors[: max(0, 20 - len(figures.errors))])
+        sweeps += swept
+    for worker in workers:
+        worker.join(timeout=10)
+    broker.cancel_join_thread()
     with monitor.session_scope() as session:
         statuses = dict(
             session.execute(select(Run.status, func.count()).group_by(Run.status)).all()
@@ -285,16 +346,16 @@ def simulate(args: argparse.Namespace, database_url: str, client_url: str) -> st
         recorded = session.scalar(select(func.count()).select_from(Epoch)) or 0
         takeovers = session.scalar(select(func.sum(Run.attempt - 1)).where(Run.attempt > 1)) or 0
         succeeded_runs = statuses.get(RunStatus.SUCCEEDED, 0)
-    for node in nodes:
-        if node.node is not None:
-            node.node.store.close()
     monitor.close()
     submitter.close()
     lost_epochs = succeeded_runs * PARAMS.epochs - recorded
     writes = sorted(figures.write_ms)
     p50 = writes[len(writes) // 2] if writes else 0.0
     p99 = writes[min(len(writes) - 1, int(len(writes) * 0.99))] if writes else 0.0
-    resumed = max(figures.resumed_after, default=0.0)
+    resumed = max(
+        (figures.retaken[run] - at for run, at in killed_at.items() if run in figures.retaken),
+        default=0.0,
+    )
     print(
         f"{len(writes)} epoch writes: p50 {p50:.1f} ms, p99 {p99:.1f} ms;"
         f" killed nodes' runs resumed after at most {resumed:.1f} s"
@@ -322,6 +383,7 @@ def main() -> None:
         "--pool-size", type=int, default=40, help="server connections of `--pgbouncer start`"
     )
     parser.add_argument("--epoch-seconds", type=float, default=2.0)
+    parser.add_argument("--processes", type=int, default=0, help="default: one per core")
     parser.add_argument("--lease", type=float, default=30.0)
     parser.add_argument("--heartbeat", type=float, default=3.0)
     args = parser.parse_args()

@@ -119,27 +119,14 @@ def bytes_per_run(engine: Engine, runs: int) -> int:
 
 def main(postgres: str, runs: int, repeat: int) -> None:
     """Seed 100 runs and time each view, then seed up to `runs` and time them again."""
-    import tempfile
-    from pathlib import Path
-
-    from shared.config import Settings
+    from bench.runs_pages import bench_app
     from shared.ops.pgadmin import scratch_database
     from shared.store.engine import make_engine
-    from shared.store.migrate import upgrade
-    from web import create_app
 
     with (
         scratch_database(postgres, "trainyard_bench_history") as url,
-        tempfile.TemporaryDirectory() as home,
+        bench_app(url) as app,
     ):
-        upgrade(url)
-        settings = Settings(
-            home=Path(home),
-            database_url=url,
-            broker_url=f"sqla+sqlite:///{home}/broker.db",
-            secret_key="bench",
-        )
-        app = create_app(settings)
         client = app.test_client()
         engine = make_engine(url)
         try:
@@ -154,7 +141,6 @@ def main(postgres: str, runs: int, repeat: int) -> None:
             per_run = bytes_per_run(engine, runs)
         finally:
             engine.dispose()
-            app.extensions["trainyard.store"].close()
     print(f"store: postgresql; {SMALL} runs, then {runs:,} runs and {runs * EPOCHS:,} epoch rows")
     print(f"seeded {runs - SMALL:,} runs in {seconds:.0f} s (INSERT ... SELECT generate_series)")
     print(

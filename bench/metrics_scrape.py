@@ -11,13 +11,11 @@ measures time only). The broker is the embedded SQLite one, checked on every scr
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from bench.runs_pages import _database, _time
+from bench.runs_pages import _database, _time, bench_app
 from tests.support.scale import RUNS, seed_store
 
 SMALL = 100
@@ -30,19 +28,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
 
-    from shared.config import Settings
-    from shared.store.migrate import upgrade
-    from web import create_app
-
-    with _database(args.postgres) as url, tempfile.TemporaryDirectory() as home:
-        upgrade(url)
-        settings = Settings(
-            home=Path(home),
-            database_url=url,
-            broker_url=f"sqla+sqlite:///{home}/broker.db",
-            secret_key="bench",
-        )
-        app = create_app(settings)
+    with _database(args.postgres) as url, bench_app(url) as app:
         client = app.test_client()
         store = app.extensions["trainyard.store"]
         with store.session_scope() as session:
@@ -53,8 +39,6 @@ def main() -> None:
             seed_store(session, RUNS - SMALL, start=SMALL)
         seeded = time.perf_counter() - began
         large_median, large_worst = _time(client, "/metrics", args.repeat)
-        store.close()
-        app.extensions["trainyard.dispatcher"].producer.close()
         dialect = make_url(url).get_backend_name()
         print(f"store: {dialect}; seeded {RUNS - SMALL:,} more runs in {seeded:.1f} s")
         print(f"{SMALL:>7,} runs: median {small_median:.1f} ms, worst {small_worst:.1f} ms")

@@ -44,6 +44,30 @@ def _database(postgres: str | None) -> Iterator[str]:
         yield url
 
 
+@contextmanager
+def bench_app(url: str) -> Iterator[Any]:
+    """The dashboard's app on a migrated database at `url` (an embedded broker in a folder of its
+    own), closed with its store and broker connections when the block ends."""
+    from shared.config import Settings
+    from shared.store.migrate import upgrade
+    from web import create_app
+
+    upgrade(url)
+    with tempfile.TemporaryDirectory() as home:
+        settings = Settings(
+            home=Path(home),
+            database_url=url,
+            broker_url=f"sqla+sqlite:///{home}/broker.db",
+            secret_key="bench",
+        )
+        app = create_app(settings)
+        try:
+            yield app
+        finally:
+            app.extensions["trainyard.store"].close()
+            app.extensions["trainyard.dispatcher"].producer.close()
+
+
 def _time(client: Any, url: str, repeat: int) -> tuple[float, float]:
     """Median and worst milliseconds to render `url` (after one warm-up request)."""
     client.get(url)
@@ -77,19 +101,7 @@ def main() -> None:
         at_scale(args.postgres, args.runs, args.repeat)
         return
 
-    from shared.config import Settings
-    from shared.store.migrate import upgrade
-    from web import create_app
-
-    with _database(args.postgres) as url, tempfile.TemporaryDirectory() as home:
-        upgrade(url)
-        settings = Settings(
-            home=Path(home),
-            database_url=url,
-            broker_url=f"sqla+sqlite:///{home}/broker.db",
-            secret_key="bench",
-        )
-        app = create_app(settings)
+    with _database(args.postgres) as url, bench_app(url) as app:
         client = app.test_client()
         store = app.extensions["trainyard.store"]
         with store.session_scope() as session:

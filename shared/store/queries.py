@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -145,7 +147,8 @@ def count_matching(session: Session, query: BaseModel, bound: int = TOTAL_BOUND)
     """How many runs match the filters, exactly up to `bound`."""
     matching = apply_filters(select(Run.id), query)
     capped = matching.limit(bound + 1).subquery()
-    count = session.scalar(select(func.count()).select_from(capped)) or 0
+    with _through_indexes(session, query):
+        count = session.scalar(select(func.count()).select_from(capped)) or 0
     if count <= bound:
         return Total(count)
     return _past_bound(session, matching, bound)
@@ -216,6 +219,22 @@ def _keyset_rows(
     return rows
 
 
+@contextmanager
+def _through_indexes(session: Session, query: BaseModel) -> Iterator[None]:
+    """On PostgreSQL, read a tag filter's bounded matches through the tags' GIN index (which holds
+    the common filters' columns too), never a scan of the table: under a LIMIT the planner would
+    scan, hoping to meet enough matches early, and a tag with a filter that matches few or no runs
+    then reads every row (270 ms at a million runs)."""
+    guided = session.get_bind().dialect.name == "postgresql" and getattr(query, "tag", None)
+    if guided:
+        session.execute(text("SET LOCAL enable_seqscan = off"))
+    try:
+        yield
+    finally:
+        if guided:
+            session.execute(text("SET LOCAL enable_seqscan = on"))
+
+
 def list_runs(
     session: Session, query: RunQueryBase, after: Position | None = None, count: bool = True
 ) -> Page:
@@ -229,7 +248,8 @@ def list_runs(
     two filters, independent; a tag whose runs all have other hyperparameters took 350 ms at
     a million runs). Past the bound the matches are dense enough for the sort's index."""
     matching = apply_filters(select(Run.id), query)
-    ids = list(session.scalars(matching.limit(TOTAL_BOUND + 1)))
+    with _through_indexes(session, query):
+        ids = list(session.scalars(matching.limit(TOTAL_BOUND + 1)))
     few = len(ids) <= TOTAL_BOUND
 
     def narrowed(statement: Select[Any]) -> Select[Any]:

@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
+from shared.domain.filters import SORT_FIELDS
 from shared.ops.pgadmin import scratch_database
 from shared.store.engine import make_engine
 from shared.store.migrate import current_revision, downgrade, head_revision, upgrade
@@ -160,3 +161,14 @@ def test_history_revision_keeps_the_rows_runs_own(empty_url: str, engine: Engine
         assert connection.scalar(text("SELECT count(*) FROM evaluations")) == 1
         row = connection.execute(text("SELECT archived, note FROM runs")).one()
         assert (bool(row.archived), row.note) == (False, None)
+
+
+def test_every_sort_the_lists_offer_has_an_index_to_read_in_order(
+    empty_url: str, engine: Engine
+) -> None:
+    """A (field, id) index per sortable field, so a sort is a keyset read off an index, never a
+    sort of the table (at a million runs a hyperparameter's sort took 440-640 ms without one)."""
+    upgrade(empty_url)
+    leading = {tuple(index["column_names"][:2]) for index in inspect(engine).get_indexes("runs")}
+    unserved = [field for field in SORT_FIELDS if field != "id" and (field, "id") not in leading]
+    assert unserved == []

@@ -91,6 +91,7 @@ def views(secret: str, runs: int) -> dict[str, str]:
         "api, deep (cursor)": f"/api/runs?cursor={deep_id}",
         "api, sort by test accuracy, deep": f"/api/runs?sort=-test_accuracy&cursor={deep_accuracy}",
         "api, tag + optimizer": "/api/runs?tag=t7&optimizer=sgd",
+        "api, sort by a hyperparameter": "/api/runs?optimizer=adam&sort=-hidden_units",
         # A tag with a range no run of it has (t7's runs are all 128 units): matches nothing.
         "api, tag + range, no match": "/api/runs?tag=t7&hidden_units_min=256",
         "api, name search": f"/api/runs?q=sweep-{middle:07d}",

@@ -49,6 +49,7 @@ def bench_app(url: str) -> Iterator[Any]:
     """The dashboard's app on a migrated database at `url` (an embedded broker in a folder of its
     own), closed with its store and broker connections when the block ends."""
     from shared.config import Settings
+    from shared.ops.heap import freeze_startup_heap
     from shared.store.migrate import upgrade
     from web import create_app
 
@@ -61,6 +62,7 @@ def bench_app(url: str) -> Iterator[Any]:
             secret_key="bench",
         )
         app = create_app(settings)
+        freeze_startup_heap()  # as web/wsgi.py does in each server process
         try:
             yield app
         finally:

@@ -15,11 +15,13 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
@@ -319,6 +321,11 @@ class MetricTotal(Base):
     # The total's name (shared/domain/metrics.py), and its one label: a status, a reason, a bucket.
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     label: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
+    # A total is the sum of its shards' rows: each transaction adds to one shard, drawn at random,
+    # so the cluster's writers do not queue on one row lock (shared/store/metrics.py).
+    shard: Mapped[int] = mapped_column(
+        SmallInteger, primary_key=True, default=0, server_default=text("0")
+    )
     value: Mapped[float] = mapped_column(Float, default=0.0)
 
 

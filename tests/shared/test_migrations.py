@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -172,3 +172,24 @@ def test_every_sort_the_lists_offer_has_an_index_to_read_in_order(
     leading = {tuple(index["column_names"][:2]) for index in inspect(engine).get_indexes("runs")}
     unserved = [field for field in SORT_FIELDS if field != "id" and (field, "id") not in leading]
     assert unserved == []
+
+
+def test_the_metric_shards_fold_back_into_one_row_each_on_downgrade(
+    empty_url: str, engine: Engine
+) -> None:
+    upgrade(empty_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO metric_totals (name, label, shard, value) VALUES "
+                "('runs_submitted_total', '', 3, 2), ('runs_submitted_total', '', 7, 5), "
+                "('runs_finished_total', 'failed', 0, 1), ('runs_finished_total', 'failed', 2, 1)"
+            )
+        )
+    downgrade(empty_url, "0008")
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT name, label, value FROM metric_totals")).all()
+    assert sorted(map(tuple, rows)) == [
+        ("runs_finished_total", "failed", 2.0),
+        ("runs_submitted_total", "", 7.0),
+    ]

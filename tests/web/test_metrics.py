@@ -8,14 +8,14 @@ from datetime import timedelta
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.domain.metrics import RUNS_SUBMITTED
 from shared.domain.status import RunStatus
-from shared.store.metrics import count, totals
-from shared.store.models import Run, utcnow
+from shared.store.metrics import SHARDS, count, totals
+from shared.store.models import MetricTotal, Run, utcnow
 from shared.store.runs import request_cancel
 from shared.store.sweeps import take_back
 from shared.store.workers import register_worker
@@ -109,6 +109,19 @@ def test_a_rolled_back_unit_of_work_counts_nothing(session: Session) -> None:
     count(session, RUNS_SUBMITTED, by=3)
     session.commit()
     assert totals(session) == {(RUNS_SUBMITTED, ""): 3}
+
+
+def test_a_total_is_spread_over_shards_and_read_as_their_sum(session: Session) -> None:
+    """Writers add to one of a total's shards each, so the cluster's writes do not queue on one
+    row lock; the scrape sums them, exactly."""
+    for _ in range(40):
+        count(session, RUNS_SUBMITTED, by=0.5)
+        session.commit()
+    shards = session.scalars(
+        select(MetricTotal.shard).where(MetricTotal.name == RUNS_SUBMITTED)
+    ).all()
+    assert 1 < len(shards) <= SHARDS
+    assert totals(session) == {(RUNS_SUBMITTED, ""): 20.0}
 
 
 def test_requests_are_counted_by_route_not_by_path(client: FlaskClient) -> None:

@@ -256,28 +256,55 @@ def list_runs(
         return statement.where(Run.id.in_(ids)) if few else apply_filters(statement, query)
 
     filtered = narrowed(select(Run))
-    if few and not ids:
-        runs: list[Run] = []
-    elif after is None and query.page > 1:
-        offset = (query.page - 1) * query.limit
-        statement = order_by(filtered, query.sort).offset(offset).limit(query.limit)
-        runs = list(session.scalars(statement))
-    else:
-        runs = _keyset_rows(session, filtered, query.sort, after, query.limit)
+    estimate = None if few else _planner_estimate(session, matching)
+    with _among_matches(session, estimate):
+        if few and not ids:
+            runs: list[Run] = []
+        elif after is None and query.page > 1:
+            offset = (query.page - 1) * query.limit
+            statement = order_by(filtered, query.sort).offset(offset).limit(query.limit)
+            runs = list(session.scalars(statement))
+        else:
+            runs = _keyset_rows(session, filtered, query.sort, after, query.limit)
+        following = None
+        if len(runs) == query.limit:
+            last = runs[-1]
+            position = Position(query.sort, _sort_value(last, query.sort.lstrip("-")), last.id)
+            # Is there a row after it? One id read off the same index, no run loaded.
+            more = _keyset_rows(session, narrowed(select(Run.id)), query.sort, position, 1)
+            following = position if more else None
     if not count:
         total = Total(0, "gte")
     elif few:
         total = Total(len(ids))
+    elif estimate is not None and estimate > TOTAL_BOUND:
+        total = Total(estimate, "about")
     else:
-        total = _past_bound(session, matching, TOTAL_BOUND)
-    following = None
-    if len(runs) == query.limit:
-        last = runs[-1]
-        position = Position(query.sort, _sort_value(last, query.sort.lstrip("-")), last.id)
-        # Is there a row after it? One id read off the same index, no run loaded.
-        more = _keyset_rows(session, narrowed(select(Run.id)), query.sort, position, 1)
-        following = position if more else None
+        total = Total(TOTAL_BOUND, "gte")
     return Page(runs, total, query.page, query.limit, following)
+
+
+# Past this many estimated matches, walking the sort's index meets a page of them soon enough.
+SPARSE_MATCHES = 20_000
+
+
+@contextmanager
+def _among_matches(session: Session, estimate: int | None) -> Iterator[None]:
+    """On PostgreSQL, when the filters match more runs than TOTAL_BOUND but (the planner says) at
+    most SPARSE_MATCHES, read them through the filters' indexes (a bitmap scan) and sort those,
+    rather than walk the sort's index hoping to meet them: the planner assumes the matches spread
+    evenly, and a day of `created_after`/`created_before` in a million runs, all of them in one
+    stretch of ids, had the newest-first page walk half the table (160 ms)."""
+    guided = estimate is not None and estimate <= SPARSE_MATCHES
+    if guided:
+        session.execute(text("SET LOCAL enable_indexscan = off"))
+        session.execute(text("SET LOCAL enable_seqscan = off"))
+    try:
+        yield
+    finally:
+        if guided:
+            session.execute(text("SET LOCAL enable_indexscan = on"))
+            session.execute(text("SET LOCAL enable_seqscan = on"))
 
 
 def queued_count(session: Session) -> int:

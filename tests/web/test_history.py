@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
 from shared.domain.status import RunStatus
@@ -291,3 +291,29 @@ def test_totals_are_exact_up_to_the_bound_then_said_as_a_bound(
     capped = queries.count_matching(session, query, bound=3)
     # Past the bound: at least the bound, or (PostgreSQL) the planner's estimate, said as such.
     assert (capped.relation, capped.value) == ("gte", 3) or capped.relation == "about"
+
+
+def test_a_filter_past_the_bound_pages_the_same_whichever_way_it_is_read(
+    session: Session, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the exact-count bound, filters that match few runs of the store (the planner's
+    estimate, on PostgreSQL) are read through their own indexes and sorted, not by walking the
+    sort's index hoping to meet them: the pages, their order and the cursors stay the same."""
+    made = [make_run(session, learning_rate=0.01 if i % 3 else 0.05).id for i in range(12)]
+    matching = [run_id for i, run_id in enumerate(made) if i % 3][::-1]
+    executed: list[str] = []
+
+    def record(*args: Any) -> None:
+        executed.append(args[2])
+
+    monkeypatch.setattr(queries, "TOTAL_BOUND", 3)
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        assert walk(client, "learning_rate_max=0.02&limit=3") == matching
+        assert walk(client, "learning_rate_max=0.02&limit=3&sort=id") == matching[::-1]
+        listing = client.get("/api/runs?learning_rate_max=0.02&limit=3").json
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert listing["total_relation"] in ("gte", "about")
+    guided = any("enable_indexscan = off" in statement for statement in executed)
+    assert guided == (session.get_bind().dialect.name == "postgresql")

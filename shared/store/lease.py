@@ -136,13 +136,17 @@ def _why_refused(session: Session, lease: Lease) -> Exception:
 
 def renew(session: Session, lease: Lease) -> Signals:
     """Extend the lease; return what the holder is asked to do. Raises LeaseLost."""
-    result = session.execute(update(Run).where(_held(lease)).values(**_renewal(lease)))
-    if rows_changed(result) != 1:
+    # One round trip: the signals come back with the renewal (a pooled server connection is
+    # held for the whole transaction, so each statement less frees it sooner).
+    renewed = session.execute(
+        update(Run)
+        .where(_held(lease))
+        .values(**_renewal(lease))
+        .returning(Run.cancel_requested, Run.handover_requested)
+    ).one_or_none()
+    if renewed is None:
         raise LeaseLost(lease)
-    cancel, handover = session.execute(
-        select(Run.cancel_requested, Run.handover_requested).where(Run.id == lease.run_id)
-    ).one()
-    return Signals(bool(cancel), bool(handover))
+    return Signals(bool(renewed.cancel_requested), bool(renewed.handover_requested))
 
 
 def record_environment(session: Session, lease: Lease, environment: dict[str, str]) -> None:

@@ -257,7 +257,10 @@ def list_runs(
 
     filtered = narrowed(select(Run))
     estimate = None if few else _planner_estimate(session, matching)
-    with _among_matches(session, estimate):
+    # A tag's matches are spread over the whole history (tags are set afterwards, in bulk too):
+    # walking the sort's index meets them soon, and the GIN bitmap of thousands costs more.
+    sparse = estimate if not getattr(query, "tag", None) else None
+    with _among_matches(session, sparse):
         if few and not ids:
             runs: list[Run] = []
         elif after is None and query.page > 1:

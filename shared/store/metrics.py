@@ -4,7 +4,8 @@ at scrape time with bounded queries.
 A write that ends a run, records an epoch or takes a run back calls `count` or `observe` with its
 session. The increments wait in the session and are written just before it commits, in the same
 transaction and in one fixed order (so two transactions never wait on each other's rows in a
-cycle), to one of a total's SHARDS rows; a rolled-back unit of work counts nothing. Every web process then reads the same totals.
+cycle), to one of a total's SHARDS rows; a rolled-back unit of work counts nothing. Every web
+process then reads the same totals.
 """
 
 from __future__ import annotations

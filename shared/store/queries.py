@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -151,13 +151,12 @@ def count_matching(session: Session, query: BaseModel, bound: int = TOTAL_BOUND)
         count = session.scalar(select(func.count()).select_from(capped)) or 0
     if count <= bound:
         return Total(count)
-    return _past_bound(session, matching, bound)
+    return _past_bound(_planner_estimate(session, matching), bound)
 
 
-def _past_bound(session: Session, matching: Select[Any], bound: int) -> Total:
+def _past_bound(estimate: int | None, bound: int) -> Total:
     """The total of a select known to match more than `bound` runs: the planner's estimate
     when it says more, else "at least `bound`"."""
-    estimate = _planner_estimate(session, matching)
     if estimate is not None and estimate > bound:
         return Total(estimate, "about")
     return Total(bound, "gte")
@@ -220,19 +219,25 @@ def _keyset_rows(
 
 
 @contextmanager
-def _through_indexes(session: Session, query: BaseModel) -> Iterator[None]:
+def _planner_off(session: Session, scans: tuple[str, ...]) -> Iterator[None]:
+    """Within the transaction, forbid PostgreSQL's planner these scans (`SET LOCAL
+    enable_<scan> = off`), and allow them again after."""
+    for scan in scans:
+        session.execute(text(f"SET LOCAL enable_{scan} = off"))
+    try:
+        yield
+    finally:
+        for scan in scans:
+            session.execute(text(f"SET LOCAL enable_{scan} = on"))
+
+
+def _through_indexes(session: Session, query: BaseModel) -> AbstractContextManager[None]:
     """On PostgreSQL, read a tag filter's bounded matches through the tags' GIN index (which holds
     the common filters' columns too), never a scan of the table: under a LIMIT the planner would
     scan, hoping to meet enough matches early, and a tag with a filter that matches few or no runs
     then reads every row (270 ms at a million runs)."""
     guided = session.get_bind().dialect.name == "postgresql" and getattr(query, "tag", None)
-    if guided:
-        session.execute(text("SET LOCAL enable_seqscan = off"))
-    try:
-        yield
-    finally:
-        if guided:
-            session.execute(text("SET LOCAL enable_seqscan = on"))
+    return _planner_off(session, ("seqscan",) if guided else ())
 
 
 def list_runs(
@@ -280,10 +285,8 @@ def list_runs(
         total = Total(0, "gte")
     elif few:
         total = Total(len(ids))
-    elif estimate is not None and estimate > TOTAL_BOUND:
-        total = Total(estimate, "about")
     else:
-        total = Total(TOTAL_BOUND, "gte")
+        total = _past_bound(estimate, TOTAL_BOUND)
     return Page(runs, total, query.page, query.limit, following)
 
 
@@ -291,23 +294,14 @@ def list_runs(
 SPARSE_MATCHES = 20_000
 
 
-@contextmanager
-def _among_matches(session: Session, estimate: int | None) -> Iterator[None]:
+def _among_matches(session: Session, estimate: int | None) -> AbstractContextManager[None]:
     """On PostgreSQL, when the filters match more runs than TOTAL_BOUND but (the planner says) at
     most SPARSE_MATCHES, read them through the filters' indexes (a bitmap scan) and sort those,
     rather than walk the sort's index hoping to meet them: the planner assumes the matches spread
     evenly, and a day of `created_after`/`created_before` in a million runs, all of them in one
     stretch of ids, had the newest-first page walk half the table (160 ms)."""
     guided = estimate is not None and estimate <= SPARSE_MATCHES
-    if guided:
-        session.execute(text("SET LOCAL enable_indexscan = off"))
-        session.execute(text("SET LOCAL enable_seqscan = off"))
-    try:
-        yield
-    finally:
-        if guided:
-            session.execute(text("SET LOCAL enable_indexscan = on"))
-            session.execute(text("SET LOCAL enable_seqscan = on"))
+    return _planner_off(session, ("indexscan", "seqscan") if guided else ())
 
 
 def queued_count(session: Session) -> int:

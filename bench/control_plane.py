@@ -125,14 +125,13 @@ class SimNode:
 
     def _node_loop(self) -> None:
         assert self.node is not None
-        self.node._register()
+        self.node.register()
         # Nodes start spread over one interval, as a real cluster's do.
         if not self._wait(random.uniform(0, self.settings.heartbeat_interval)):
             return
         while self._wait(self.settings.heartbeat_interval):
             try:
-                self.node.beat()
-                self.node.sweep(look_at_broker=False)
+                self.node.sweep(look_at_broker=False, beat=self.node.beat())
             except Exception as exc:
                 self.figures.error(f"node: {type(exc).__name__}: {exc}")
         if self.dead.is_set():

@@ -32,7 +32,7 @@ from shared.store.duties import offer_duties, take_duty
 from shared.store.engine import Store
 from shared.store.search import open_searches, sweep_search
 from shared.store.sweeps import expired, held_by, lock_briefly, request_handover, take_back, unsent
-from shared.store.workers import register_worker, stop_worker, worker_heartbeat
+from shared.store.workers import Beat, heartbeat, register_worker, stop_worker
 from worker.process import Send
 
 logger = logging.getLogger(__name__)
@@ -90,53 +90,65 @@ class Node:
     child_alive: Callable[[int | None], bool] = field(default_factory=lambda: is_child)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
-    _offered: bool = False
     # Cluster duties this node did (the bench counts them).
     duties_done: int = 0
 
     def start(self) -> None:
         """Register the node and start the heartbeat-and-sweep thread."""
-        self._register()
+        self.register()
         self._thread = threading.Thread(target=self._loop, name="node", daemon=True)
         self._thread.start()
         logger.info(
             "worker %s registered (concurrency %d)", self.name, self.settings.jobs_at_once()
         )
 
-    def _register(self) -> None:
+    def register(self) -> None:
+        """Insert or refresh the node's row, and offer the cluster duties."""
         with self.store.session_scope() as session:
             register_worker(
                 session, self.name, socket.gethostname(), os.getpid(), self.settings.jobs_at_once()
             )
+            offer_duties(session, *self._duties())
+
+    def _duties(self) -> dict[str, float]:
+        """The cluster duties a node offers to do, each with its interval."""
+        return {
+            EXPIRED_LEASES: self.settings.heartbeat_interval,
+            broker_look(self.settings.queue): BROKER_LOOK_EVERY,
+        }
 
     def _loop(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_interval):
             try:
-                self.beat()
-                self.sweep()
+                self.sweep(beat=self.beat())
             except Exception:
                 logger.exception("worker %s: heartbeat or sweep failed; retrying", self.name)
 
-    def beat(self) -> None:
-        """Refresh the node's heartbeat, registering again if its row is gone."""
-        with self.store.session_scope() as session:
-            alive = worker_heartbeat(session, self.name)
-        if not alive:
-            self._register()
+    def beat(self) -> Beat:
+        """Refresh the node's heartbeat (registering again if its row is gone) and read back
+        what the sweep needs to know: the runs the node holds and the duties due."""
+        with self.store.autocommit() as connection:
+            look = heartbeat(connection, self.name, self._duties())
+        if not look.registered:
+            self.register()
+        return look
 
-    def sweep(self, look_at_broker: bool = True) -> list[int]:
+    def sweep(self, look_at_broker: bool = True, beat: Beat | None = None) -> list[int]:
         """Take back runs whose holder is gone and resend lost messages; return the runs sent.
 
         The runs of this node's dead pool processes every time; the cluster's expired leases and
-        lost messages when the duty is due and no other node is doing it.
+        lost messages when the duty is due and no other node is doing it. Given the interval's
+        `beat`, nothing more is read when it shows nothing to do: a live holder for every run
+        the node holds and no duty due (the usual interval of 200 nodes but one).
         """
         queue, settings = self.settings.queue, self.settings
+        if beat is not None:
+            dead = any(not self.child_alive(pid) for pid in beat.holding.values())
+            look_at_broker = look_at_broker and broker_look(queue) in beat.due
+            if not (dead or EXPIRED_LEASES in beat.due or look_at_broker):
+                return []
         requeued: list[tuple[int, str]] = []
         with self.store.session_scope() as session:
-            if not self._offered:
-                offer_duties(session, EXPIRED_LEASES, broker_look(queue))
-                session.commit()
-                self._offered = True
             lock_briefly(session)
             for run in held_by(session, self.name):
                 if not self.child_alive(run.worker_pid):

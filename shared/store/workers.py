@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, String, cast, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.domain.status import RunStatus
 from shared.store.clock import db_now
-from shared.store.engine import rows_changed
-from shared.store.models import Run, Worker
+from shared.store.models import ClusterDuty, Run, Worker
 
 
 def register_worker(session: Session, name: str, hostname: str, pid: int, concurrency: int) -> None:
@@ -26,12 +27,46 @@ def register_worker(session: Session, name: str, hostname: str, pid: int, concur
     session.flush()
 
 
-def worker_heartbeat(session: Session, name: str) -> bool:
-    """Refresh the worker's heartbeat; return False when its row is gone (then re-register)."""
-    result = session.execute(
-        update(Worker).where(Worker.name == name).values(heartbeat_at=db_now())
+@dataclass(frozen=True)
+class Beat:
+    """What a node's heartbeat read back in the same statement."""
+
+    registered: bool  # False: the node's row was gone (it registers again)
+    holding: dict[int, int | None]  # the runs it holds: run id -> the holding process's pid
+    due: frozenset[str]  # the asked duties whose interval has passed, on the database's clock
+
+
+def heartbeat(connection: Connection, name: str, duties: dict[str, float]) -> Beat:
+    """Refresh the node's heartbeat and read, in the same statement, the runs it holds and which
+    of `duties` (name -> interval in seconds) are due. A node's idle interval is then this one
+    statement (run in autocommit: through a transaction pooler, one round trip), not a
+    transaction of its own for the heartbeat and another to look for work."""
+    held = select(
+        func.aggregate_strings(
+            cast(Run.id, String) + ":" + func.coalesce(cast(Run.worker_pid, String), ""), ","
+        )
+    ).where(Run.status == RunStatus.RUNNING, Run.worker == name)
+    due = [
+        exists()
+        .where(ClusterDuty.name == duty, ClusterDuty.last_run_at < db_now(-every))
+        .label(f"due_{i}")
+        for i, (duty, every) in enumerate(duties.items())
+    ]
+    row = connection.execute(
+        update(Worker)
+        .where(Worker.name == name)
+        .values(heartbeat_at=db_now())
+        .returning(held.scalar_subquery(), *due)
+    ).first()
+    if row is None:
+        return Beat(False, {}, frozenset())
+    holding: dict[int, int | None] = {}
+    for pair in filter(None, (row[0] or "").split(",")):
+        run_id, pid = pair.split(":")
+        holding[int(run_id)] = int(pid) if pid else None
+    return Beat(
+        True, holding, frozenset(d for d, is_due in zip(duties, row[1:], strict=True) if is_due)
     )
-    return rows_changed(result) == 1
 
 
 def stop_worker(session: Session, name: str) -> None:

@@ -38,13 +38,15 @@ def test_twenty_nodes_sweeping_do_the_expired_lease_sweep_once_an_interval(
     interval = 0.5
     quick = settings.with_overrides(heartbeat_interval=interval)
     nodes = [Node(f"n{i}@test", quick, store, lambda run_id, queue: None) for i in range(20)]
+    for node in nodes:
+        node.register()
     start = now_of(session)
     session.rollback()
     rounds = 6
 
     def sweep(node: Node) -> None:
         for _ in range(rounds):
-            node.sweep(look_at_broker=False)
+            node.sweep(look_at_broker=False, beat=node.beat())
             threading.Event().wait(interval / 2)
 
     threads = [threading.Thread(target=sweep, args=(node,)) for node in nodes]

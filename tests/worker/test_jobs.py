@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
@@ -27,7 +27,7 @@ from tests.support.runs import read_run
 from tests.support.waiting import wait_for
 from worker import jobs
 from worker.jobs import Outcome
-from worker.node import Node
+from worker.node import EXPIRED_LEASES, Node
 from worker.process import Training, WorkerContext, load_training
 
 
@@ -229,13 +229,40 @@ def test_the_node_takes_back_the_runs_of_its_dead_children_at_once(
     settings: Settings, store: Store, session: Session, sent: Sent
 ) -> None:
     node = Node("node@test", settings, store, sent)
+    node.register()
     dead = make_run(session, status=RunStatus.RUNNING, worker="node@test")  # pid 0: not a child
     other = make_run(session, status=RunStatus.RUNNING, worker="other@test")
-    assert node.sweep(look_at_broker=False) == [dead.id]
+    beat = node.beat()
+    assert beat.holding == {dead.id: 0}
+    assert node.sweep(look_at_broker=False, beat=beat) == [dead.id]
     assert sent == [(dead.id, "training")]
     assert read_run(session, dead.id).status == RunStatus.QUEUED
     assert "pool process 0 died" in read_run(session, dead.id).lost_attempts[0]["reason"]
     assert read_run(session, other.id).status == RunStatus.RUNNING  # its lease is still good
+
+
+def test_a_nodes_idle_interval_is_one_statement_and_sees_its_dead_children(
+    settings: Settings, store: Store, session: Session, sent: Sent
+) -> None:
+    # Through a transaction pooler every statement holds a server connection: 200 nodes'
+    # heartbeats must not each open a transaction and look for work in it too.
+    node = Node("node@test", settings, store, sent, child_alive=lambda pid: pid == 4242)
+    node.register()
+    node.sweep(look_at_broker=False, beat=node.beat())  # the first interval: the sweep is due
+    held = make_run(session, status=RunStatus.RUNNING, worker="node@test")
+    session.execute(update(Run).where(Run.id == held.id).values(worker_pid=4242))
+    session.commit()
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    beat = node.beat()
+    assert node.sweep(look_at_broker=False, beat=beat) == []
+    assert len(statements) == 1, statements
+    assert beat.holding == {held.id: 4242} and EXPIRED_LEASES not in beat.due
+    # Its process dies (another takes its place): the next interval takes the run back at once.
+    session.execute(update(Run).where(Run.id == held.id).values(worker_pid=4343))
+    session.commit()
+    assert node.sweep(look_at_broker=False, beat=node.beat()) == [held.id]
+    assert read_run(session, held.id).status == RunStatus.QUEUED
 
 
 def test_the_node_resends_messages_the_broker_lost_once(
@@ -249,6 +276,7 @@ def test_the_node_resends_messages_the_broker_lost_once(
     )
     session.commit()
     node = Node("node@test", lost, store, sent)
+    node.register()
     assert sorted(node.sweep()) == [run.id for run in runs]
     assert node.sweep() == []  # just sent again: not missing (yet)
     assert len(sent) == 3

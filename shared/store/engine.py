@@ -93,11 +93,20 @@ class Store:
     """One database: its engine, a session factory, and units of work on it."""
 
     def __init__(
-        self, url: str, *, pooler: str = "", name: str = "", connections: int | None = None
+        self,
+        url: str,
+        *,
+        pooler: str = "",
+        name: str = "",
+        connections: int | None = None,
+        engine: Engine | None = None,
     ) -> None:
         self.url, self.pooler = url, pooler
-        self.engine = make_engine(url, pooler=pooler, name=name, connections=connections)
+        self.engine = engine or make_engine(url, pooler=pooler, name=name, connections=connections)
         self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+        # The engine each sibling uses in turn, by its pool's size, and the name of the latest.
+        self._siblings: dict[int, Engine] = {}
+        self._sibling_name = name
 
     def session(self) -> Session:
         """Open a session; the caller closes it."""
@@ -129,9 +138,28 @@ class Store:
         self.engine.dispose(close=False)
 
     def sibling(self, name: str, connections: int = 1) -> Store:
-        """Another store on the same database, with its own named, capped pool (a job's)."""
-        return Store(self.url, pooler=self.pooler, name=name, connections=connections)
+        """Another store on the same database, with its own pool of `connections`, whose
+        connections are named `name` (a job's; pg_stat_activity shows it). Closing it closes them.
+
+        Siblings are used one after another (a pool process runs one job at a time) and share an
+        engine: a job's statements are compiled once a process, not once a run (a new engine's
+        empty cache made compiling every statement again the most of a short run's CPU)."""
+        self._sibling_name = name
+        engine = self._siblings.get(connections)
+        if engine is None:
+            engine = make_engine(self.url, pooler=self.pooler, connections=connections)
+            event.listen(engine, "do_connect", self._name_sibling_connection)
+            self._siblings[connections] = engine
+        return Store(self.url, pooler=self.pooler, engine=engine)
+
+    def _name_sibling_connection(
+        self, _dialect: Any, _record: Any, _args: Any, params: dict[str, Any]
+    ) -> None:
+        if make_url(self.url).get_backend_name() != "sqlite":
+            params["application_name"] = self._sibling_name[:63]  # PostgreSQL keeps 63 bytes
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (the engine stays usable: it connects again when used)."""
         self.engine.dispose()
+        for engine in self._siblings.values():
+            engine.dispose()

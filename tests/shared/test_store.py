@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import QueuePool
 
 from shared.domain.errors import Conflict, NotFound
 from shared.domain.params import Hyperparams
 from shared.domain.status import RunStatus
+from shared.store.engine import Store
 from shared.store.lease import claim
 from shared.store.models import Epoch
 from shared.store.queries import get_run, queue_positions
@@ -72,3 +75,27 @@ def test_queue_position_counts_older_queued_runs(session: Session) -> None:
     runs = [get_run(session, first.id), second, running, third, fourth]
     assert queue_positions(session, runs) == {second.id: 1, third.id: 2, fourth.id: 3}
     assert queue_positions(session, [fourth]) == {fourth.id: 3}
+
+
+def test_a_job_store_names_its_connection_reuses_compiled_statements_and_closes(
+    store: Store,
+) -> None:
+    # A pool process's jobs come one after another: each names its connection after itself
+    # (pg_stat_activity shows which run holds it), and none recompiles the last one's statements.
+    process = Store(store.url)  # a pool process's store, new
+    names = []
+    for run in (1, 2):
+        job = process.sibling(f"trainyard-job/{run}/w@test")
+        with job.session_scope() as session:
+            session.execute(text(f"SELECT {run}"))
+            if job.engine.dialect.name == "postgresql":
+                names.append(session.scalar(text("SELECT current_setting('application_name')")))
+        cache = job.engine._compiled_cache or {}
+        job.close()
+        assert isinstance(job.engine.pool, QueuePool)
+        assert job.engine.pool.checkedout() == 0 and job.engine.pool.checkedin() == 0
+    process.close()
+    # The second job's cache still holds the first job's statements beside its own.
+    assert len(cache) == 2 + len(names) // 2
+    if names:
+        assert names == ["trainyard-job/1/w@test", "trainyard-job/2/w@test"]

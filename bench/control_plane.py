@@ -43,6 +43,7 @@ from shared.config import Settings
 from shared.domain.lease import CancelRequested, EpochRecord, Lease, LeaseLost
 from shared.domain.params import Hyperparams
 from shared.domain.status import RunStatus
+from shared.ops.heap import freeze_startup_heap
 from shared.ops.pgadmin import scratch_database
 from shared.store.engine import Store
 from shared.store.lease import claim, finish, last_checkpoint, record_epoch, renew
@@ -208,6 +209,7 @@ def node_group(
     figures = Figures()
     nodes = {i: SimNode(i, settings, url, broker, figures, epoch_seconds) for i in indices}
     threads = [thread for node in nodes.values() for thread in node.start()]
+    freeze_startup_heap()  # as a worker's processes do once started
     results.put("ready")
     while (doomed := control.get()) is not None:
         for index in doomed:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shared.config import Settings
+from shared.ops.heap import freeze_startup_heap
 from shared.store.engine import Store
 
 if TYPE_CHECKING:
@@ -84,6 +85,9 @@ def init_child(settings: Settings, send: Send, inherited: Iterable[Store] = ()) 
     # Opens no connection until used: each job works on a store of its own (`jobs.execute_run`).
     store = Store(settings.database_url, pooler=settings.database_pooler, connections=1)
     _context = WorkerContext(settings, store, load_training(settings), send)
+    # TensorFlow's objects, loaded once, out of every full collection: a pass over them stalled
+    # the job's threads (its lease renewal, its epoch write) for hundreds of milliseconds.
+    freeze_startup_heap()
     return _context
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 from sqlalchemy import text
@@ -36,12 +37,15 @@ def test_a_pool_process_forked_from_a_running_node_leaves_the_node_s_connections
                 init_child(settings, lambda run_id, queue: None, [node])
                 kept = node.engine.pool.checkedin()
                 node.close()  # whatever the child does with what it inherited at its exit
-                code = 0 if kept == 0 else 2
+                # Its startup heap (TensorFlow's) is kept out of the collector's full passes.
+                code = 2 if kept else 0 if gc.get_freeze_count() > 100_000 else 3
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
-        kept = os.waitstatus_to_exitcode(status) != 0
-        assert not kept, "the pool process kept the node's connections"
+        code = os.waitstatus_to_exitcode(status)
+        assert code != 2, "the pool process kept the node's connections"
+        assert code != 3, "the pool process left its startup heap to the collector"
+        assert code == 0
         assert server_connection(node) == before, "the pool process closed the node's connection"
     finally:
         node.close()

@@ -3,9 +3,10 @@ own store calls, the training replaced by a sleep.
 
     python -m bench.control_plane --nodes 200 --seconds 120 --postgres URL [--pgbouncer URL|start]
 
-Each node is two threads, as a worker node is a main process and a pool process: the node's (trainyard's `Node`: its heartbeat and its offer to do the cluster's sweep of expired
-leases, on one connection) and its job's (one run at a time: the claim, a lease renewal every
-heartbeat interval, an epoch write with a small checkpoint after each epoch's sleep, the finish,
+Each node is two threads, as a worker node is a main process and a pool process: the node's
+(trainyard's `Node`: its heartbeat and its offer to do the cluster's sweep of expired leases, on
+one connection) and its job's (one run at a time: the claim, a lease renewal every half second as
+a job's watch does, an epoch write with a small checkpoint after each epoch's sleep, the finish,
 on one connection of the job's own, as `worker.jobs` does). Epochs last `--epoch-seconds` give or
 take a quarter, so the writes do not come in lockstep. The nodes run in `--processes` processes
 (default one per core): 200 nodes' threads in one Python process would queue on its GIL, and the
@@ -51,6 +52,7 @@ from shared.store.migrate import upgrade
 from shared.store.models import Epoch, Run
 from shared.store.runs import create_run, mark_sent
 from tests.support.servers import pgbouncer_server
+from worker.jobs import WATCH_INTERVAL
 from worker.node import Node
 
 CHECKPOINT = 16 * 1024  # bytes: a small model's weights
@@ -176,16 +178,16 @@ class SimNode:
             return
 
     def _train_epoch(self, store: Store, lease: Lease, epoch: int) -> bool:
-        """Sleep an epoch, renewing the lease each heartbeat interval; then record the epoch."""
+        """Sleep an epoch, renewing the lease as a job's watch does; then record the epoch."""
         left = self.epoch_seconds * random.uniform(1 - JITTER, 1 + JITTER)
         while left > 0:
-            step = min(left, self.settings.heartbeat_interval)
+            step = min(left, WATCH_INTERVAL, self.settings.heartbeat_interval)
             if not self._wait(step):
                 return False
             left -= step
             if left > 0:
-                with store.session_scope() as session:
-                    renew(session, lease)
+                with store.autocommit() as connection:
+                    renew(connection, lease)
         record = EpochRecord(epoch, 0.5, 0.8, self.epoch_seconds, 0.5, 0.8)
         checkpoint = os.urandom(CHECKPOINT)
         started = time.perf_counter()

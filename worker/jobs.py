@@ -100,8 +100,8 @@ class Watch:
         renewed = time.monotonic()
         while not self._done.wait(min(WATCH_INTERVAL, self.heartbeat)):
             try:
-                with self.store.session_scope() as session:
-                    signals = renew(session, self.lease)
+                with self.store.autocommit() as connection:
+                    signals = renew(connection, self.lease)
                 renewed = time.monotonic()
             except LeaseLost:
                 self._stop(Stop.LOST)

@@ -14,7 +14,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -138,10 +138,12 @@ def _why_refused(session: Session, lease: Lease) -> Exception:
     return LeaseLost(lease)
 
 
-def renew(session: Session, lease: Lease) -> Signals:
-    """Extend the lease; return what the holder is asked to do. Raises LeaseLost."""
-    # One round trip: the signals come back with the renewal (a pooled server connection is
-    # held for the whole transaction, so each statement less frees it sooner).
+def renew(session: Session | Connection, lease: Lease) -> Signals:
+    """Extend the lease; return what the holder is asked to do. Raises LeaseLost.
+
+    One statement, the signals read back with the renewal: a job renews twice a second, so on
+    an autocommit connection (`Store.autocommit`) it is one round trip and holds a pooled server
+    connection for that statement alone."""
     renewed = session.execute(
         update(Run)
         .where(_held(lease))

@@ -11,9 +11,9 @@ on one connection of the job's own, as `worker.jobs` does). Epochs last `--epoch
 take a quarter, so the writes do not come in lockstep. The nodes run in `--processes` processes
 (default one per core): 200 nodes' threads in one Python process would queue on its GIL, and the
 bench would time that queue instead of the store (one per 25 nodes, 8 here, was slower again:
-p99 812 ms against 400 ms with 2, the processes then contend for the 2 cores). A write's time is `time.perf_counter` around
-the epoch's transaction (`record_epoch` in its `session_scope`) and nothing else. Runs are
-submitted at a steady rate (the web's `create_run`, then the message) to a multiprocessing queue
+p99 812 ms against 400 ms with 2, the processes then contend for the 2 cores). A write's time
+is `time.perf_counter` around the epoch's write (`record_epoch` in its `statement_scope`, as a
+job writes it) and nothing else. Runs are submitted at a steady rate (the web's `create_run`, then the message) to a multiprocessing queue
 standing in for the broker. Halfway, a tenth of the nodes are killed: their threads stop dead,
 writing nothing more, and their runs wait for the lease to run out and a sweep to take them back.
 
@@ -191,7 +191,7 @@ class SimNode:
         record = EpochRecord(epoch, 0.5, 0.8, self.epoch_seconds, 0.5, 0.8)
         checkpoint = os.urandom(CHECKPOINT)
         started = time.perf_counter()
-        with store.session_scope() as session:
+        with store.statement_scope() as session:
             record_epoch(session, lease, record, checkpoint)
         self.figures.wrote(time.perf_counter() - started)
         return True

@@ -204,16 +204,21 @@ def _ids(lease: Lease) -> tuple[int, int]:
 
 
 def _write(
-    store: Store, write: Callable[..., T], lease: Lease, *args: object, **kwargs: object
+    store: Store,
+    write: Callable[..., T],
+    lease: Lease,
+    *args: object,
+    alone: bool = False,
+    **kwargs: object,
 ) -> T:
     """`write(session, lease, ...)`, a fenced write, tried again while the store is unreachable:
     a database restart or failover must not fail a run. Training waits meanwhile; an outage that
     outlasts the lease is a lost lease, and the sweeps give the run a new attempt once the store
-    is back."""
+    is back. `alone`: the write is one statement on PostgreSQL (`Store.statement_scope`)."""
     deadline = time.monotonic() + lease.seconds
     while True:
         try:
-            with store.session_scope() as session:
+            with store.statement_scope() if alone else store.session_scope() as session:
                 return write(session, lease, *args, **kwargs)
         except Exception as exc:
             if not unreachable(exc):
@@ -315,7 +320,7 @@ def _train(
             if decision.pruned:
                 pruned.append(decision)
         else:
-            _write(store, record_epoch, lease, metrics, state)
+            _write(store, record_epoch, lease, metrics, state, alone=True)
         logger.info("run %s epoch %d: loss %.4f", lease.run_id, metrics.epoch, metrics.loss)
 
     def should_stop() -> bool:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.functions import FunctionElement
 
 
@@ -55,8 +56,10 @@ class db_now(FunctionElement[datetime]):
     name = "db_now"
     inherit_cache = True
 
-    def __init__(self, seconds: float = 0.0) -> None:
-        super().__init__(literal(float(seconds), Float()))
+    def __init__(self, seconds: float | BindParameter[float] = 0.0) -> None:
+        # A bound parameter lets a statement built once take each lease's length when it runs.
+        offset = seconds if isinstance(seconds, BindParameter) else literal(float(seconds), Float())
+        super().__init__(offset)
 
 
 def _offset(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:

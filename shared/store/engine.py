@@ -133,6 +133,17 @@ class Store:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             yield connection
 
+    @contextmanager
+    def statement_scope(self) -> Iterator[Session | Connection]:
+        """A unit of work for a write that PostgreSQL takes as one statement (`record_epoch`):
+        an autocommit connection there, a session (`session_scope`) elsewhere."""
+        if self.engine.dialect.name == "postgresql":
+            with self.autocommit() as connection:
+                yield connection
+        else:
+            with self.session_scope() as session:
+                yield session
+
     def forget_parent_connections(self) -> None:
         """Drop pooled connections without closing them: after a fork they are the parent's sockets."""
         self.engine.dispose(close=False)

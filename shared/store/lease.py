@@ -11,10 +11,22 @@ sweeps (`shared.store.sweeps`) use the same conditions, so a holder and a sweep 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import (
+    Connection,
+    Float,
+    Select,
+    Table,
+    bindparam,
+    cast,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -29,7 +41,7 @@ from shared.domain.metrics import (
 from shared.domain.status import RunStatus
 from shared.store.clock import db_now
 from shared.store.engine import rows_changed
-from shared.store.metrics import count, observe
+from shared.store.metrics import count, observation, observe, observe_if
 from shared.store.models import Checkpoint, Epoch, Evaluation, Run, TrainedModel, Worker
 
 
@@ -124,7 +136,7 @@ def pass_on(session: Session, run_id: int, worker: str, node_pid: int) -> str | 
     return session.scalar(select(Run.queue).where(Run.id == run_id, Run.status == RunStatus.QUEUED))
 
 
-def _why_refused(session: Session, lease: Lease) -> Exception:
+def _why_refused(session: Session | Connection, lease: Lease) -> Exception:
     """Tell a lost lease from a cancel the holder must honour."""
     row = session.execute(
         select(Run.status, Run.attempt, Run.cancel_requested).where(Run.id == lease.run_id)
@@ -175,14 +187,35 @@ def _upsert(session: Session, model: type[Any], keys: list[str], values: dict[st
 
 
 def record_epoch(
-    session: Session, lease: Lease, record: EpochRecord, checkpoint: bytes | None = None
+    session: Session | Connection,
+    lease: Lease,
+    record: EpochRecord,
+    checkpoint: bytes | None = None,
 ) -> None:
     """Record a finished epoch and its checkpoint, in one unit with the lease's renewal.
 
     The run row is updated first and only while this attempt holds it with no cancel accepted;
     that UPDATE also orders the write against a concurrent cancel or sweep (the row is locked
     until commit), so no epoch lands after either. Raises LeaseLost or CancelRequested.
+
+    On PostgreSQL the whole write is one statement, the epoch, checkpoint and metrics gated on
+    the fenced UPDATE: on an autocommit connection (`Store.statement_scope`) it is one round
+    trip, where a transaction of its parts was six, each holding a pooled server connection.
     """
+    if _dialect(session) == "postgresql":
+        parameters = {
+            **dataclasses.asdict(record),
+            "lease_run": lease.run_id,
+            "lease_attempt": lease.attempt,
+            "lease_seconds": lease.seconds,
+            **observation(EPOCH_DURATION, record.seconds),
+        }
+        if checkpoint is not None:
+            parameters |= {"state": checkpoint, "size": len(checkpoint)}
+        if session.execute(_epoch_write(checkpoint is not None), parameters).first() is None:
+            raise _why_refused(session, lease)
+        return
+    assert isinstance(session, Session), "a multi-statement write needs a unit of work"
     progressed = session.execute(
         update(Run)
         .where(_held(lease), Run.cancel_requested.is_(False))
@@ -210,6 +243,87 @@ def record_epoch(
                 "saved_at": db_now(),
             },
         )
+
+
+def _dialect(session: Session | Connection) -> str:
+    bind = session if isinstance(session, Connection) else session.get_bind()
+    return bind.dialect.name
+
+
+# The bound parameter a column's value comes from, where the two names differ: an UPDATE takes a
+# parameter named as one of its table's columns for that column's new value.
+_PARAMETER = {"attempt": "lease_attempt"}
+
+
+@functools.cache
+def _epoch_write(with_checkpoint: bool) -> Select[tuple[int]]:
+    """`record_epoch` on PostgreSQL, built once with bound parameters (no statement to build
+    and no cache key to compute per epoch): WITH the fenced UPDATE of the run, the upserts of
+    the epoch, the checkpoint and the epoch-duration totals, each inserting only the rows of
+    the UPDATE's RETURNING. It returns the run's id, or no row when the fence refused. Built on
+    the tables, not the ORM's entities, whose UPDATE renames bound parameters."""
+    run_table, epoch_table, checkpoint_table = (_table(m) for m in (Run, Epoch, Checkpoint))
+    runs, epochs, checkpoints = run_table.c, epoch_table.c, checkpoint_table.c
+
+    def bound(name: str, column: Any) -> Any:
+        # Typed and cast: PostgreSQL cannot tell the type of a NULL in an INSERT's SELECT list.
+        return cast(bindparam(name, type_=column.type), column.type)
+
+    held = (
+        update(run_table)
+        .where(
+            runs.id == bound("lease_run", runs.id),
+            runs.attempt == bound("lease_attempt", runs.attempt),
+            runs.status == RunStatus.RUNNING,
+            runs.cancel_requested.is_(False),
+        )
+        .values(
+            epochs_done=bound("epoch", runs.epochs_done),
+            heartbeat_at=db_now(),
+            lease_expires_at=db_now(bindparam("lease_seconds", type_=Float())),
+        )
+        .returning(runs.id)
+        .cte("held")
+    )
+    fields = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "attempt"]
+    epoch = postgresql.insert(epoch_table).from_select(
+        ["run_id", *fields, "recorded_at"],
+        select(
+            held.c.id,
+            *(bound(_PARAMETER.get(name, name), epochs[name]) for name in fields),
+            db_now(),
+        ),
+    )
+    writes = [
+        epoch.on_conflict_do_update(
+            index_elements=["run_id", "epoch"],
+            set_={name: epoch.excluded[name] for name in [*fields, "recorded_at"]},
+        ).cte("epoch_row"),
+        observe_if(held).cte("totals"),
+    ]
+    if with_checkpoint:
+        kept = ["epoch", "attempt", "state", "size"]
+        saved = postgresql.insert(checkpoint_table).from_select(
+            ["run_id", *kept, "saved_at"],
+            select(
+                held.c.id,
+                *(bound(_PARAMETER.get(name, name), checkpoints[name]) for name in kept),
+                db_now(),
+            ),
+        )
+        writes.append(
+            saved.on_conflict_do_update(
+                index_elements=["run_id"],
+                set_={name: saved.excluded[name] for name in [*kept, "saved_at"]},
+            ).cte("checkpoint_row")
+        )
+    return select(held.c.id).add_cte(*writes)
+
+
+def _table(model: type[Any]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def last_checkpoint(session: Session, run_id: int) -> Checkpoint | None:

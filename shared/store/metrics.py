@@ -16,7 +16,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, func, select, text
+from sqlalchemy import (
+    CTE,
+    Float,
+    Insert,
+    SmallInteger,
+    String,
+    bindparam,
+    cast,
+    event,
+    exists,
+    func,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -43,8 +57,48 @@ def count(session: Session, name: str, label: str = "", by: float = 1.0) -> None
 
 def observe(session: Session, histogram: HistogramSpec, value: float) -> None:
     """Record one observation of a histogram when this session commits."""
-    count(session, histogram.name, histogram.bucket(value))
-    count(session, histogram.sum_name, "", value)
+    for (name, label), by in _observation(histogram, value):
+        count(session, name, label, by)
+
+
+def _observation(histogram: HistogramSpec, value: float) -> list[tuple[tuple[str, str], float]]:
+    """The totals one observation adds to, in the order every writer takes their rows."""
+    return sorted(
+        [((histogram.name, histogram.bucket(value)), 1.0), ((histogram.sum_name, ""), value)]
+    )
+
+
+def observe_if(gate: CTE) -> Insert:
+    """An upsert that records one histogram observation, for a statement that writes and counts
+    at once: its rows are added only when `gate` (a data-modifying WITH query) returned a row.
+    Bind it with `observation(histogram, value)`."""
+    rows = union_all(
+        *(
+            select(
+                cast(bindparam(f"total_name_{i}", type_=String()), String()),
+                cast(bindparam(f"total_label_{i}", type_=String()), String()),
+                cast(bindparam("total_shard", type_=SmallInteger()), SmallInteger()),
+                cast(bindparam(f"total_by_{i}", type_=Float()), Float()),
+            ).where(exists(select(gate)))
+            for i in range(2)
+        )
+    )
+    statement = postgresql.insert(MetricTotal).from_select(
+        ["name", "label", "shard", "value"], rows
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["name", "label", "shard"],
+        set_={"value": MetricTotal.value + statement.excluded.value},
+    )
+
+
+def observation(histogram: HistogramSpec, value: float) -> dict[str, Any]:
+    """The parameters of `observe_if`'s statement for one observation, on a shard drawn as
+    `_write_pending` draws one."""
+    parameters: dict[str, Any] = {"total_shard": random.randrange(SHARDS)}
+    for i, ((name, label), by) in enumerate(_observation(histogram, value)):
+        parameters |= {f"total_name_{i}": name, f"total_label_{i}": label, f"total_by_{i}": by}
+    return parameters
 
 
 def _write_pending(session: Session) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
-from shared.domain.lease import CancelRequested, EpochRecord, LeaseLost
+from shared.domain.lease import CancelRequested, EpochRecord, Lease, LeaseLost
+from shared.domain.metrics import EPOCH_DURATION
 from shared.domain.status import RunStatus
+from shared.store.engine import Store
 from shared.store.lease import claim, finish, last_checkpoint, record_epoch, release, renew
+from shared.store.metrics import totals
 from shared.store.models import Checkpoint, Epoch, Run, TrainedModel, utcnow
 from shared.store.queries import epochs_of, get_run
 from shared.store.runs import mark_sent, request_cancel
@@ -62,6 +65,45 @@ def test_fenced_writes_of_an_old_attempt_are_refused(session: Session) -> None:
     assert [(e.epoch, e.attempt) for e in epochs_of(session, run.id)] == [(1, 1), (2, 2)]
     checkpoint = last_checkpoint(session, run.id)
     assert checkpoint is not None and checkpoint.state == b"fresh"
+
+
+def test_an_epoch_write_is_one_statement_on_postgresql_and_a_refused_one_writes_nothing(
+    store: Store, session: Session
+) -> None:
+    # 200 nodes share a few dozen server connections: an epoch write holds one for a single
+    # round trip. Its parts (epoch, checkpoint, totals) land only when the fence lets it in.
+    run = make_run(session, status=RunStatus.RUNNING)
+    lease, before = lease_of(run), totals(session)
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        with store.statement_scope() as unit:
+            record_epoch(unit, lease, EpochRecord(1, loss=0.5, accuracy=0.8, seconds=0.3), b"w1")
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    if store.engine.dialect.name == "postgresql":
+        assert len(statements) == 1, statements
+    after = totals(session)
+    assert after[(EPOCH_DURATION.name, "0.5")] == before.get((EPOCH_DURATION.name, "0.5"), 0) + 1
+    sum_key = (EPOCH_DURATION.sum_name, "")
+    assert after[sum_key] == pytest.approx(before.get(sum_key, 0) + 0.3)
+    session.expire_all()
+    assert get_run(session, run.id).epochs_done == 1
+    stale = Lease(run.id, lease.attempt - 1, lease.worker, lease.seconds)
+    with pytest.raises(LeaseLost), store.statement_scope() as unit:
+        record_epoch(unit, stale, epoch_record(2), b"stale")
+    request_cancel(session, run.id)
+    session.commit()
+    with pytest.raises(CancelRequested), store.statement_scope() as unit:
+        record_epoch(unit, lease, epoch_record(2), b"late")
+    assert totals(session) == after
+    assert [e.epoch for e in epochs_of(session, run.id)] == [1]
+    checkpoint = last_checkpoint(session, run.id)
+    assert checkpoint is not None and (checkpoint.epoch, checkpoint.state) == (1, b"w1")
 
 
 def test_an_epoch_rewritten_by_a_resumed_attempt_replaces_the_old_row(session: Session) -> None:

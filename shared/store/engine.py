@@ -12,7 +12,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event, text
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Engine,
+    Result,
+    Update,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +35,25 @@ def rows_changed(result: Result[Any]) -> int:
     """How many rows an UPDATE or DELETE changed (its result is a cursor's, which counts them)."""
     assert isinstance(result, CursorResult)
     return result.rowcount
+
+
+def forgettable(statement: Update, dialect: str) -> Update:
+    """`statement`, made to commit without waiting for PostgreSQL to flush its WAL to disk:
+    `synchronous_commit` off for its own transaction (an autocommit statement's), set by a
+    subquery of the statement so that it is one statement still.
+
+    For writes that a crash of the database may forget harmlessly and that come back within
+    seconds: a lease's renewal or a node's heartbeat lost with the last moments before a crash
+    dates that lease or heartbeat back by under a second, and the next one renews it. They are
+    most of a cluster's commits (200 jobs renew 400 times a second): waiting for the flush, they
+    queued every commit behind the disk's (bench.control_plane: epoch writes waited on WALWrite
+    and WALSync). A write that records a result (an epoch, a status) still waits for the flush.
+    """
+    if dialect != "postgresql":
+        return statement
+    # An uncorrelated subquery: PostgreSQL evaluates it once, before the statement's rows.
+    relaxed = select(func.set_config("synchronous_commit", "off", True)).scalar_subquery()
+    return statement.where(relaxed.is_not(None))
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -64,7 +94,10 @@ def make_engine(
     On PostgreSQL: `name` is the connections' application_name (pg_stat_activity shows which
     node or job holds each); `connections` caps the pool (no overflow); `pooler="transaction"`
     turns off psycopg's server-side prepared statements, which a transaction-pooling PgBouncer
-    cannot keep (the next transaction may run on another server connection).
+    cannot keep (the next transaction may run on another server connection). It also names no
+    connection: PgBouncer would set each client's name on the server connection it lends, a
+    SET before every other transaction of 200 differently named nodes and jobs, and
+    pg_stat_activity shows PgBouncer's connections there anyway.
     """
     if make_url(url).get_backend_name() == "sqlite":
         path = sqlite_path(url)
@@ -74,7 +107,7 @@ def make_engine(
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     connect_args: dict[str, Any] = {}
-    if name:
+    if name and pooler != "transaction":
         connect_args["application_name"] = name[:63]  # PostgreSQL keeps 63 bytes
     if pooler == "transaction":
         connect_args["prepare_threshold"] = None
@@ -166,7 +199,7 @@ class Store:
     def _name_sibling_connection(
         self, _dialect: Any, _record: Any, _args: Any, params: dict[str, Any]
     ) -> None:
-        if make_url(self.url).get_backend_name() != "sqlite":
+        if make_url(self.url).get_backend_name() != "sqlite" and self.pooler != "transaction":
             params["application_name"] = self._sibling_name[:63]  # PostgreSQL keeps 63 bytes
 
     def close(self) -> None:

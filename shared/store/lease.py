@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from shared.domain.lease import CancelRequested, EpochRecord, Lease, LeaseLost, Signals
 from shared.domain.metrics import (
@@ -40,7 +41,7 @@ from shared.domain.metrics import (
 )
 from shared.domain.status import RunStatus
 from shared.store.clock import db_now
-from shared.store.engine import rows_changed
+from shared.store.engine import forgettable, rows_changed
 from shared.store.metrics import count, observation, observe, observe_if
 from shared.store.models import Checkpoint, Epoch, Evaluation, Run, TrainedModel, Worker
 
@@ -151,17 +152,35 @@ def renew(session: Session | Connection, lease: Lease) -> Signals:
 
     One statement, the signals read back with the renewal: a job renews twice a second, so on
     an autocommit connection (`Store.autocommit`) it is one round trip and holds a pooled server
-    connection for that statement alone."""
+    connection for that statement alone. It does not wait for the WAL's flush (`forgettable`):
+    run it as a unit of work of its own."""
     renewed = session.execute(
-        update(Run)
-        .where(_held(lease))
-        .values(**_renewal(lease))
-        .returning(Run.cancel_requested, Run.handover_requested)
-        .execution_options(synchronize_session=False)
+        _renewal_statement(_dialect(session)),
+        {"lease_run": lease.run_id, "lease_attempt": lease.attempt, "lease_seconds": lease.seconds},
     ).one_or_none()
     if renewed is None:
         raise LeaseLost(lease)
     return Signals(bool(renewed.cancel_requested), bool(renewed.handover_requested))
+
+
+@functools.cache
+def _renewal_statement(dialect: str) -> ReturningUpdate[tuple[bool, bool]]:
+    """`renew`, built once a dialect with bound parameters, as `_epoch_write` is."""
+    run_table = _table(Run)
+    runs = run_table.c
+    renewal = (
+        update(run_table)
+        .where(
+            runs.id == _bound("lease_run", runs.id),
+            runs.attempt == _bound("lease_attempt", runs.attempt),
+            runs.status == RunStatus.RUNNING,
+        )
+        .values(
+            heartbeat_at=db_now(),
+            lease_expires_at=db_now(bindparam("lease_seconds", type_=Float())),
+        )
+    )
+    return forgettable(renewal, dialect).returning(runs.cancel_requested, runs.handover_requested)
 
 
 def record_environment(session: Session, lease: Lease, environment: dict[str, str]) -> None:
@@ -264,21 +283,16 @@ def _epoch_write(with_checkpoint: bool) -> Select[tuple[int]]:
     the tables, not the ORM's entities, whose UPDATE renames bound parameters."""
     run_table, epoch_table, checkpoint_table = (_table(m) for m in (Run, Epoch, Checkpoint))
     runs, epochs, checkpoints = run_table.c, epoch_table.c, checkpoint_table.c
-
-    def bound(name: str, column: Any) -> Any:
-        # Typed and cast: PostgreSQL cannot tell the type of a NULL in an INSERT's SELECT list.
-        return cast(bindparam(name, type_=column.type), column.type)
-
     held = (
         update(run_table)
         .where(
-            runs.id == bound("lease_run", runs.id),
-            runs.attempt == bound("lease_attempt", runs.attempt),
+            runs.id == _bound("lease_run", runs.id),
+            runs.attempt == _bound("lease_attempt", runs.attempt),
             runs.status == RunStatus.RUNNING,
             runs.cancel_requested.is_(False),
         )
         .values(
-            epochs_done=bound("epoch", runs.epochs_done),
+            epochs_done=_bound("epoch", runs.epochs_done),
             heartbeat_at=db_now(),
             lease_expires_at=db_now(bindparam("lease_seconds", type_=Float())),
         )
@@ -290,7 +304,7 @@ def _epoch_write(with_checkpoint: bool) -> Select[tuple[int]]:
         ["run_id", *fields, "recorded_at"],
         select(
             held.c.id,
-            *(bound(_PARAMETER.get(name, name), epochs[name]) for name in fields),
+            *(_bound(_PARAMETER.get(name, name), epochs[name]) for name in fields),
             db_now(),
         ),
     )
@@ -307,7 +321,7 @@ def _epoch_write(with_checkpoint: bool) -> Select[tuple[int]]:
             ["run_id", *kept, "saved_at"],
             select(
                 held.c.id,
-                *(bound(_PARAMETER.get(name, name), checkpoints[name]) for name in kept),
+                *(_bound(_PARAMETER.get(name, name), checkpoints[name]) for name in kept),
                 db_now(),
             ),
         )
@@ -318,6 +332,12 @@ def _epoch_write(with_checkpoint: bool) -> Select[tuple[int]]:
             ).cte("checkpoint_row")
         )
     return select(held.c.id).add_cte(*writes)
+
+
+def _bound(name: str, column: Any) -> Any:
+    """A parameter for `column`'s value, typed and cast: PostgreSQL cannot tell the type of a
+    NULL in an INSERT's SELECT list."""
+    return cast(bindparam(name, type_=column.type), column.type)
 
 
 def _table(model: type[Any]) -> Table:

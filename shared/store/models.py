@@ -119,9 +119,10 @@ class Run(Base):
             postgresql_using="gin",
             postgresql_ops={"name": "gin_trgm_ops"},
         ),
-        # The node's sweep: the runs one worker holds, and the leases that ran out.
+        # The node's sweep: the runs one worker holds, and (reading the running runs) the leases
+        # that ran out. No index holds lease_expires_at or heartbeat_at: a renewal, twice a
+        # second a job, then updates the row in place (migration 0010).
         Index("ix_runs_status_worker", "status", "worker"),
-        Index("ix_runs_status_lease_expires_at", "status", "lease_expires_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

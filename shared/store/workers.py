@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from shared.domain.status import RunStatus
 from shared.store.clock import db_now
+from shared.store.engine import forgettable
 from shared.store.models import ClusterDuty, Run, Worker
 
 
@@ -40,7 +41,8 @@ def heartbeat(connection: Connection, name: str, duties: dict[str, float]) -> Be
     """Refresh the node's heartbeat and read, in the same statement, the runs it holds and which
     of `duties` (name -> interval in seconds) are due. A node's idle interval is then this one
     statement (run in autocommit: through a transaction pooler, one round trip), not a
-    transaction of its own for the heartbeat and another to look for work."""
+    transaction of its own for the heartbeat and another to look for work. Like a lease's
+    renewal it does not wait for the WAL's flush (`forgettable`)."""
     held = select(
         func.aggregate_strings(
             cast(Run.id, String) + ":" + func.coalesce(cast(Run.worker_pid, String), ""), ","
@@ -52,11 +54,9 @@ def heartbeat(connection: Connection, name: str, duties: dict[str, float]) -> Be
         .label(f"due_{i}")
         for i, (duty, every) in enumerate(duties.items())
     ]
+    beat = update(Worker).where(Worker.name == name).values(heartbeat_at=db_now())
     row = connection.execute(
-        update(Worker)
-        .where(Worker.name == name)
-        .values(heartbeat_at=db_now())
-        .returning(held.scalar_subquery(), *due)
+        forgettable(beat, connection.dialect.name).returning(held.scalar_subquery(), *due)
     ).first()
     if row is None:
         return Beat(False, {}, frozenset())

@@ -114,10 +114,11 @@ def test_jobs_take_turns_on_one_server_connection_through_pgbouncer() -> None:
                 for epoch in range(1, epochs + 1):
                     for store, lease in zip(jobs, leases, strict=True):
                         assert lease is not None
-                        with store.session_scope() as session:
-                            renew(session, lease)
-                        with store.session_scope() as session:
-                            record_epoch(session, lease, epoch_record(epoch), b"weights")
+                        # As a job writes them: one statement each, on autocommit.
+                        with store.autocommit() as connection:
+                            renew(connection, lease)
+                        with store.statement_scope() as unit:
+                            record_epoch(unit, lease, epoch_record(epoch), b"weights")
                 for store, lease in zip(jobs, leases, strict=True):
                     assert lease is not None
                     with store.session_scope() as session:

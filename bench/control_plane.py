@@ -11,7 +11,8 @@ on one connection of the job's own, as `worker.jobs` does). Epochs last `--epoch
 take a quarter, so the writes do not come in lockstep. The nodes run in `--processes` processes
 (default one per core): 200 nodes' threads in one Python process would queue on its GIL, and the
 bench would time that queue instead of the store (one per 25 nodes, 8 here, was slower again:
-p99 812 ms against 400 ms with 2, the processes then contend for the 2 cores). A write's time
+p99 812 ms against 400 ms with 2, the processes then contend for the 2 cores), with a long GIL
+switch interval (SWITCH_INTERVAL: their threads only wait on the network). A write's time
 is `time.perf_counter` around the epoch's write (`record_epoch` in its `statement_scope`, as a
 job writes it) and nothing else. Runs are submitted at a steady rate (the web's `create_run`, then the message) to a multiprocessing queue
 standing in for the broker. Halfway, a tenth of the nodes are killed: their threads stop dead,
@@ -32,6 +33,7 @@ import multiprocessing
 import os
 import queue
 import random
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -58,6 +60,11 @@ from worker.node import Node
 CHECKPOINT = 16 * 1024  # bytes: a small model's weights
 PARAMS = Hyperparams(epochs=5, train_samples=1000, seed=1)
 JITTER = 0.25  # an epoch lasts epoch_seconds give or take this share of it
+# A simulating process's threads all wait on the network and let go of the GIL at every wait, so
+# a long switch interval costs them nothing; the default 5 ms made a hundred nodes' threads take
+# the GIL from each other in a convoy that real hosts, one interpreter each, never form (epoch
+# writes' p99 at 0.5 ms: 1,933 ms; at 5 ms: 47-169 ms; at 50 ms: 27-37 ms, on this machine).
+SWITCH_INTERVAL = 0.05
 
 
 @dataclass
@@ -208,6 +215,7 @@ def node_group(
 ) -> None:
     """One process's nodes: start them, kill those `control` names, stop on None, report."""
     random.seed(os.getpid())
+    sys.setswitchinterval(SWITCH_INTERVAL)
     figures = Figures()
     nodes = {i: SimNode(i, settings, url, broker, figures, epoch_seconds) for i in indices}
     threads = [thread for node in nodes.values() for thread in node.start()]

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Float,
     Select,
     Table,
+    Update,
     bindparam,
     cast,
     delete,
@@ -166,9 +167,18 @@ def renew(session: Session | Connection, lease: Lease) -> Signals:
 @functools.cache
 def _renewal_statement(dialect: str) -> ReturningUpdate[tuple[bool, bool]]:
     """`renew`, built once a dialect with bound parameters, as `_epoch_write` is."""
+    runs = _table(Run).c
+    renewal = forgettable(_bound_renewal(), dialect)
+    return renewal.returning(runs.cancel_requested, runs.handover_requested)
+
+
+def _bound_renewal() -> Update:
+    """The fenced renewal of a lease whose run, attempt and length are the bound parameters
+    `lease_run`, `lease_attempt` and `lease_seconds`: what `renew` runs, and what an epoch
+    write starts from."""
     run_table = _table(Run)
     runs = run_table.c
-    renewal = (
+    return (
         update(run_table)
         .where(
             runs.id == _bound("lease_run", runs.id),
@@ -180,7 +190,6 @@ def _renewal_statement(dialect: str) -> ReturningUpdate[tuple[bool, bool]]:
             lease_expires_at=db_now(bindparam("lease_seconds", type_=Float())),
         )
     )
-    return forgettable(renewal, dialect).returning(runs.cancel_requested, runs.handover_requested)
 
 
 def record_environment(session: Session, lease: Lease, environment: dict[str, str]) -> None:
@@ -284,18 +293,9 @@ def _epoch_write(with_checkpoint: bool) -> Select[tuple[int]]:
     run_table, epoch_table, checkpoint_table = (_table(m) for m in (Run, Epoch, Checkpoint))
     runs, epochs, checkpoints = run_table.c, epoch_table.c, checkpoint_table.c
     held = (
-        update(run_table)
-        .where(
-            runs.id == _bound("lease_run", runs.id),
-            runs.attempt == _bound("lease_attempt", runs.attempt),
-            runs.status == RunStatus.RUNNING,
-            runs.cancel_requested.is_(False),
-        )
-        .values(
-            epochs_done=_bound("epoch", runs.epochs_done),
-            heartbeat_at=db_now(),
-            lease_expires_at=db_now(bindparam("lease_seconds", type_=Float())),
-        )
+        _bound_renewal()
+        .where(runs.cancel_requested.is_(False))
+        .values(epochs_done=_bound("epoch", runs.epochs_done))
         .returning(runs.id)
         .cte("held")
     )

@@ -156,8 +156,7 @@ def renew(session: Session | Connection, lease: Lease) -> Signals:
     connection for that statement alone. It does not wait for the WAL's flush (`forgettable`):
     run it as a unit of work of its own."""
     renewed = session.execute(
-        _renewal_statement(_dialect(session)),
-        {"lease_run": lease.run_id, "lease_attempt": lease.attempt, "lease_seconds": lease.seconds},
+        _renewal_statement(_dialect(session)), _lease_parameters(lease)
     ).one_or_none()
     if renewed is None:
         raise LeaseLost(lease)
@@ -170,6 +169,15 @@ def _renewal_statement(dialect: str) -> ReturningUpdate[tuple[bool, bool]]:
     runs = _table(Run).c
     renewal = forgettable(_bound_renewal(), dialect)
     return renewal.returning(runs.cancel_requested, runs.handover_requested)
+
+
+def _lease_parameters(lease: Lease) -> dict[str, Any]:
+    """The values of `_bound_renewal`'s parameters for `lease`."""
+    return {
+        "lease_run": lease.run_id,
+        "lease_attempt": lease.attempt,
+        "lease_seconds": lease.seconds,
+    }
 
 
 def _bound_renewal() -> Update:
@@ -233,9 +241,7 @@ def record_epoch(
     if _dialect(session) == "postgresql":
         parameters = {
             **dataclasses.asdict(record),
-            "lease_run": lease.run_id,
-            "lease_attempt": lease.attempt,
-            "lease_seconds": lease.seconds,
+            **_lease_parameters(lease),
             **observation(EPOCH_DURATION, record.seconds),
         }
         if checkpoint is not None:

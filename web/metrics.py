@@ -192,7 +192,11 @@ def multiprocess_dir() -> str | None:
 def register_metrics(app: Flask, store: Store, settings: Settings) -> None:
     """Serve /metrics and count every request the app answers."""
     shared_dir = multiprocess_dir()
-    registry = CollectorRegistry(auto_describe=True)
+    # No auto_describe: it collects every collector once to learn its names when it registers.
+    # That read the store at each process's start, and the multiprocess files of sibling
+    # processes just starting: an empty one (created, not yet sized) failed the boot of a
+    # gunicorn worker, and gunicorn then stops the whole server.
+    registry = CollectorRegistry()
     if shared_dir:
         # The counts live in files that every process writes; each scrape sums them.
         MultiProcessCollector(registry, path=shared_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
@@ -169,3 +170,15 @@ def test_an_unreachable_store_is_a_series_not_an_error(settings: Settings) -> No
     assert value(samples, "trainyard_store_up") == 0
     assert value(samples, "trainyard_broker_up") == 1
     assert not any(name.startswith("trainyard_runs") for name, _ in samples)
+
+
+def test_a_process_starts_beside_a_sibling_whose_metrics_file_is_still_empty(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gunicorn starts its processes together: one may find the other's file created, not yet
+    # written. Registering the shared counts must not read it: that failed the boot, and the
+    # server with it.
+    (tmp_path / "counter_99999.db").touch()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    client = client_for(settings)
+    assert client.get("/api/runs?limit=1").status_code == 200

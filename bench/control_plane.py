@@ -5,9 +5,9 @@ own store calls, the training replaced by a sleep.
 
 Each node is two threads, as a worker node is a main process and a pool process: the node's
 (trainyard's `Node`: its heartbeat and its offer to do the cluster's sweep of expired leases, on
-one connection) and its job's (one run at a time: the claim, a lease renewal every half second as
-a job's watch does, an epoch write with a small checkpoint after each epoch's sleep, the finish,
-on one connection of the job's own, as `worker.jobs` does). Epochs last `--epoch-seconds` give or
+one connection) and its job's (one run at a time: the claim, a look at the lease every second that
+renews it every heartbeat, as a job's watch does, an epoch write with a small checkpoint after
+each epoch's sleep, the finish, on one connection of the job's own, as `worker.jobs` does). Epochs last `--epoch-seconds` give or
 take a quarter, so the writes do not come in lockstep. The nodes run in `--processes` processes
 (default one per core): 200 nodes' threads in one Python process would queue on its GIL, and the
 bench would time that queue instead of the store (one per 25 nodes, 8 here, was slower again:
@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import queue
 import random
+import resource
 import sys
 import threading
 import time
@@ -43,13 +44,13 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from shared.config import Settings
-from shared.domain.lease import CancelRequested, EpochRecord, Lease, LeaseLost
+from shared.domain.lease import CancelRequested, EpochRecord, LeaseLost
 from shared.domain.params import Hyperparams
 from shared.domain.status import RunStatus
 from shared.ops.heap import freeze_startup_heap
 from shared.ops.pgadmin import scratch_database
 from shared.store.engine import Store
-from shared.store.lease import claim, finish, last_checkpoint, record_epoch, renew
+from shared.store.lease import LeaseKeeper, claim, finish, record_epoch, resume_point
 from shared.store.migrate import upgrade
 from shared.store.models import Epoch, Run
 from shared.store.runs import create_run, mark_sent
@@ -75,14 +76,15 @@ class Figures:
     retaken: dict[int, float] = field(default_factory=dict)  # run id -> when claimed again
     errors: list[str] = field(default_factory=list)
     sweeps: int = 0
+    rss_mib: float = 0.0  # the process's peak resident memory
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def wrote(self, seconds: float) -> None:
         with self.lock:
             self.write_ms.append(seconds * 1000)
 
-    def picklable(self) -> tuple[list[float], dict[int, float], list[str], int]:
-        return self.write_ms, self.retaken, self.errors, self.sweeps
+    def picklable(self) -> tuple[list[float], dict[int, float], list[str], int, float]:
+        return self.write_ms, self.retaken, self.errors, self.sweeps, self.rss_mib
 
     def error(self, what: str) -> None:
         with self.lock:
@@ -168,24 +170,25 @@ class SimNode:
             lease = claim(
                 session, run_id, self.name, self.job_ident or 0, self.settings.heartbeat_timeout
             )
-            checkpoint = last_checkpoint(session, run_id) if lease else None
+            checkpoint = resume_point(session, lease) if lease else None
         if lease is None:
             return
         if lease.attempt > 1:
             with self.figures.lock:
                 self.figures.retaken.setdefault(run_id, time.time())
         first = checkpoint.epoch + 1 if checkpoint else 1
+        keeper = LeaseKeeper(lease, self.settings.heartbeat_interval)
         try:
             for epoch in range(first, PARAMS.epochs + 1):
-                if not self._train_epoch(store, lease, epoch):
+                if not self._train_epoch(store, keeper, epoch):
                     return  # killed: nothing more is written
             with store.session_scope() as session:
                 finish(session, lease, RunStatus.SUCCEEDED, test_loss=0.1, test_accuracy=0.9)
         except (LeaseLost, CancelRequested):
             return
 
-    def _train_epoch(self, store: Store, lease: Lease, epoch: int) -> bool:
-        """Sleep an epoch, renewing the lease as a job's watch does; then record the epoch."""
+    def _train_epoch(self, store: Store, keeper: LeaseKeeper, epoch: int) -> bool:
+        """Sleep an epoch, checking the lease as a job's watch does; then record the epoch."""
         left = self.epoch_seconds * random.uniform(1 - JITTER, 1 + JITTER)
         while left > 0:
             step = min(left, WATCH_INTERVAL, self.settings.heartbeat_interval)
@@ -194,13 +197,14 @@ class SimNode:
             left -= step
             if left > 0:
                 with store.autocommit() as connection:
-                    renew(connection, lease)
+                    keeper.check(connection)
         record = EpochRecord(epoch, 0.5, 0.8, self.epoch_seconds, 0.5, 0.8)
         checkpoint = os.urandom(CHECKPOINT)
         started = time.perf_counter()
         with store.statement_scope() as session:
-            record_epoch(session, lease, record, checkpoint)
+            record_epoch(session, keeper.lease, record, checkpoint)
         self.figures.wrote(time.perf_counter() - started)
+        keeper.renewed()
         return True
 
 
@@ -229,6 +233,7 @@ def node_group(
     for thread in threads:
         thread.join(timeout=settings.heartbeat_interval + 2)
     figures.sweeps = sum(node.node.duties_done for node in nodes.values() if node.node)
+    figures.rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for node in nodes.values():
         if node.node is not None:
             node.node.store.close()
@@ -342,7 +347,8 @@ def simulate(args: argparse.Namespace, database_url: str, client_url: str) -> st
     figures = Figures()
     sweeps = 0
     for _ in workers:
-        write_ms, retaken, errors, swept = results.get(timeout=60)  # type: ignore[misc]
+        write_ms, retaken, errors, swept, rss_mib = results.get(timeout=60)  # type: ignore[misc]
+        figures.rss_mib = max(figures.rss_mib, rss_mib)
         figures.write_ms.extend(write_ms)
         figures.retaken.update(retaken)
         figures.errors.extend(errors[: max(0, 20 - len(figures.errors))])
@@ -371,7 +377,8 @@ def simulate(args: argparse.Namespace, database_url: str, client_url: str) -> st
         f"{len(writes)} epoch writes: p50 {p50:.1f} ms, p99 {p99:.1f} ms;"
         f" killed nodes' runs resumed after at most {resumed:.1f} s"
         f" (lease {args.lease:g} s + 10 s = {args.lease + 10:g} s);"
-        f" {sweeps} expired-lease sweeps in {elapsed:.0f} s across {args.nodes} nodes",
+        f" {sweeps} expired-lease sweeps in {elapsed:.0f} s across {args.nodes} nodes;"
+        f" a simulating process's peak RSS {figures.rss_mib:.0f} MiB",
         flush=True,
     )
     for error in figures.errors:

@@ -20,14 +20,14 @@ from shared.domain.status import RunStatus
 from shared.ops.logs import add_job_fields
 from shared.store.engine import Store, unreachable
 from shared.store.lease import (
+    LeaseKeeper,
     claim,
     finish,
-    last_checkpoint,
     pass_on,
     record_environment,
     record_epoch,
     release,
-    renew,
+    resume_point,
 )
 from shared.store.queries import get_run
 from shared.store.search import (
@@ -46,8 +46,9 @@ from worker.process import WorkerContext
 logger = logging.getLogger(__name__)
 
 # How often a training job reads its run's cancel and handover flags: a cancel is honoured within
-# this plus one batch.
-WATCH_INTERVAL = 0.5
+# this plus one batch. Every job's read is a statement to the store: 200 jobs reading twice a
+# second sent half of a cluster's statements (bench.control_plane).
+WATCH_INTERVAL = 1.0
 # How long a job waits before it tries a write again while the store is unreachable.
 STORE_RETRY_INTERVAL = 1.0
 
@@ -77,15 +78,17 @@ class Stop(enum.Enum):
 class Watch:
     """A thread that keeps the lease and reads the run's flags while the job trains.
 
-    It renews the lease every `heartbeat` seconds and reads the cancel and handover flags every
-    WATCH_INTERVAL; when the run must stop it calls `on_stop` once (the trainer then ends at its
-    next batch) and keeps the reason in `stop`.
+    It reads the cancel and handover flags every WATCH_INTERVAL and renews the lease in the same
+    statement every `heartbeat` seconds (`LeaseKeeper`; an epoch's write renews it too); when the
+    run must stop it calls `on_stop` once (the trainer then ends at its next batch) and keeps the
+    reason in `stop`.
     """
 
     def __init__(
         self, store: Store, lease: Lease, heartbeat: float, on_stop: Callable[[], None]
     ) -> None:
         self.store, self.lease, self.heartbeat, self.on_stop = store, lease, heartbeat, on_stop
+        self.keeper = LeaseKeeper(lease, heartbeat)
         self.stop: Stop | None = None
         self._done = threading.Event()
         # The thread runs in a copy of this context: its log lines name the job too.
@@ -97,19 +100,19 @@ class Watch:
         )
 
     def _loop(self) -> None:
-        renewed = time.monotonic()
+        reached = time.monotonic()
         while not self._done.wait(min(WATCH_INTERVAL, self.heartbeat)):
             try:
                 with self.store.autocommit() as connection:
-                    signals = renew(connection, self.lease)
-                renewed = time.monotonic()
+                    signals = self.keeper.check(connection)
+                reached = time.monotonic()
             except LeaseLost:
                 self._stop(Stop.LOST)
                 return
             except Exception:
                 # The store is unreachable: keep training; the lease lapses if this lasts.
                 logger.exception("run %s: lease renewal failed", self.lease.run_id)
-                if time.monotonic() - renewed > self.lease.seconds:
+                if time.monotonic() - reached > self.lease.seconds:
                     self._stop(Stop.LOST)
                     return
                 continue
@@ -164,7 +167,7 @@ def _execute(context: WorkerContext, store: Store, run_id: int, worker: str) -> 
             pass_to = pass_on(session, run_id, worker, node_pid)
         else:
             params = Hyperparams.model_validate(get_run(session, run_id).params)
-            checkpoint = last_checkpoint(session, run_id)
+            checkpoint = resume_point(session, lease)
             resume = (checkpoint.epoch, checkpoint.state) if checkpoint else None
             trial = study_of(session, run_id) is not None
     if lease is None:
@@ -321,6 +324,7 @@ def _train(
                 pruned.append(decision)
         else:
             _write(store, record_epoch, lease, metrics, state, alone=True)
+        watch.keeper.renewed()
         logger.info("run %s epoch %d: loss %.4f", lease.run_id, metrics.epoch, metrics.loss)
 
     def should_stop() -> bool:

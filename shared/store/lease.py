@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,7 +71,7 @@ def claim(
     A message for a run that is running, finished or cancelled is simply dropped: the holder has
     it, or nobody needs it, and the sweeps send a new message whenever a queued run lacks one.
     """
-    result = session.execute(
+    claimed = session.execute(
         update(Run)
         .where(
             Run.id == run_id,
@@ -89,16 +90,12 @@ def claim(
             handover_requested=False,
             error=None,
         )
-    )
-    if rows_changed(result) != 1:
+        # The wait is from the (re)send to this claim, both on the database's clock.
+        .returning(Run.attempt, func.coalesce(Run.sent_at, Run.created_at), Run.heartbeat_at)
+    ).one_or_none()
+    if claimed is None:
         return None
-    # Our own UPDATE holds the row (or SQLite's write lock) until commit: this read is ours.
-    # The wait is from the (re)send to this claim, both on the database's clock.
-    attempt, waiting_since, claimed_at = session.execute(
-        select(Run.attempt, func.coalesce(Run.sent_at, Run.created_at), Run.heartbeat_at).where(
-            Run.id == run_id
-        )
-    ).one()
+    attempt, waiting_since, claimed_at = claimed
     observe(session, QUEUE_WAIT, seconds_between(waiting_since, claimed_at))
     return Lease(run_id, attempt, worker, seconds)
 
@@ -151,16 +148,57 @@ def _why_refused(session: Session | Connection, lease: Lease) -> Exception:
 def renew(session: Session | Connection, lease: Lease) -> Signals:
     """Extend the lease; return what the holder is asked to do. Raises LeaseLost.
 
-    One statement, the signals read back with the renewal: a job renews twice a second, so on
-    an autocommit connection (`Store.autocommit`) it is one round trip and holds a pooled server
-    connection for that statement alone. It does not wait for the WAL's flush (`forgettable`):
-    run it as a unit of work of its own."""
+    One statement, the signals read back with the renewal: on an autocommit connection
+    (`Store.autocommit`) it is one round trip and holds a pooled server connection for that
+    statement alone. It does not wait for the WAL's flush (`forgettable`): run it as a unit of
+    work of its own."""
     renewed = session.execute(
         _renewal_statement(_dialect(session)), _lease_parameters(lease)
     ).one_or_none()
     if renewed is None:
         raise LeaseLost(lease)
     return Signals(bool(renewed.cancel_requested), bool(renewed.handover_requested))
+
+
+def signals(session: Session | Connection, lease: Lease) -> Signals:
+    """What the holder is asked to do, without renewing: a read fenced as a renewal is, so a
+    lost lease is seen as soon. Raises LeaseLost."""
+    row = session.execute(_signals_statement(), _lease_parameters(lease)).one_or_none()
+    if row is None:
+        raise LeaseLost(lease)
+    return Signals(bool(row.cancel_requested), bool(row.handover_requested))
+
+
+@functools.cache
+def _signals_statement() -> Select[tuple[bool, bool]]:
+    runs = _table(Run).c
+    return select(runs.cancel_requested, runs.handover_requested).where(_bound_fence())
+
+
+class LeaseKeeper:
+    """The holder's side of a lease over time: `check` renews it once `every` seconds have passed
+    on this host's monotonic clock since the last renewal, and between renewals only reads the
+    flags. A job checks every second so that a cancel is seen soon; renewing at each check wrote
+    the run's row as often (200 jobs checking twice a second: 400 updates a second) for a lease
+    of 30 s."""
+
+    def __init__(self, lease: Lease, every: float) -> None:
+        self.lease = lease
+        # A third of the lease at most: two renewals may fail and the lease still holds.
+        self.every = min(every, lease.seconds / 3)
+        self._renewed = time.monotonic()  # the claim was the first renewal
+
+    def renewed(self) -> None:
+        """A fenced write that renews the lease (an epoch's) has just committed."""
+        self._renewed = time.monotonic()
+
+    def check(self, connection: Session | Connection) -> Signals:
+        """Renew if due, else read the flags; one statement either way. Raises LeaseLost."""
+        if time.monotonic() - self._renewed < self.every:
+            return signals(connection, self.lease)
+        result = renew(connection, self.lease)
+        self.renewed()
+        return result
 
 
 @functools.cache
@@ -185,18 +223,24 @@ def _bound_renewal() -> Update:
     `lease_run`, `lease_attempt` and `lease_seconds`: what `renew` runs, and what an epoch
     write starts from."""
     run_table = _table(Run)
-    runs = run_table.c
     return (
         update(run_table)
-        .where(
-            runs.id == _bound("lease_run", runs.id),
-            runs.attempt == _bound("lease_attempt", runs.attempt),
-            runs.status == RunStatus.RUNNING,
-        )
+        .where(_bound_fence())
         .values(
             heartbeat_at=db_now(),
             lease_expires_at=db_now(bindparam("lease_seconds", type_=Float())),
         )
+    )
+
+
+def _bound_fence() -> Any:
+    """`_held` with the lease's run and attempt as the bound parameters `lease_run` and
+    `lease_attempt`."""
+    runs = _table(Run).c
+    return (
+        (runs.id == _bound("lease_run", runs.id))
+        & (runs.attempt == _bound("lease_attempt", runs.attempt))
+        & (runs.status == RunStatus.RUNNING)
     )
 
 
@@ -357,6 +401,12 @@ def last_checkpoint(session: Session, run_id: int) -> Checkpoint | None:
     return session.get(Checkpoint, run_id)
 
 
+def resume_point(session: Session, lease: Lease) -> Checkpoint | None:
+    """The checkpoint a new attempt resumes from. A first attempt has none to read: a checkpoint
+    is written under a lease, and every claim numbers its attempt one higher."""
+    return last_checkpoint(session, lease.run_id) if lease.attempt > 1 else None
+
+
 def drop_checkpoint(session: Session, run_id: int) -> None:
     """What every end of a run drops: its checkpoint (the final model is kept apart)."""
     session.execute(delete(Checkpoint).where(Checkpoint.run_id == run_id))
@@ -392,12 +442,11 @@ def finish(
             lease_expires_at=None,
             handover_requested=False,
         )
-    )
-    if rows_changed(ended) != 1:
+        .returning(Run.started_at, Run.finished_at)
+    ).one_or_none()
+    if ended is None:
         raise _why_refused(session, lease)
-    started_at, finished_at = session.execute(
-        select(Run.started_at, Run.finished_at).where(Run.id == lease.run_id)
-    ).one()
+    started_at, finished_at = ended
     count_finished(session, status, started_at, finished_at)
     drop_checkpoint(session, lease.run_id)
     if evaluation is not None:

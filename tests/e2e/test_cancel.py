@@ -49,7 +49,8 @@ def test_cancel_stops_a_running_job_and_a_queued_one_never_starts(
     page = client.post(f"/runs/{long}/cancel", follow_redirects=True).get_data(as_text=True)
     asked, accepted = time.monotonic(), utcnow()
     assert "cancel requested" in page
-    # The job reads the flag twice a second and its graph stops after the current batch.
+    # The job reads the flag every second (WATCH_INTERVAL) and its graph stops after the current
+    # batch.
     [run] = until_finished(session, long, timeout=10, interval=0.05)
     took = time.monotonic() - asked
     assert run.status == RunStatus.CANCELLED, run.error

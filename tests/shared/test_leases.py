@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, func, select, text, update
 from sqlalchemy.orm import Session
 
-from shared.domain.lease import CancelRequested, EpochRecord, Lease, LeaseLost
+from shared.domain.lease import CancelRequested, EpochRecord, Lease, LeaseLost, Signals
 from shared.domain.metrics import EPOCH_DURATION
 from shared.domain.status import RunStatus
 from shared.store.engine import Store
-from shared.store.lease import claim, finish, last_checkpoint, record_epoch, release, renew
+from shared.store.lease import (
+    LeaseKeeper,
+    claim,
+    finish,
+    last_checkpoint,
+    record_epoch,
+    release,
+    renew,
+    resume_point,
+)
 from shared.store.metrics import totals
 from shared.store.models import Checkpoint, Epoch, Run, TrainedModel, utcnow
 from shared.store.queries import epochs_of, get_run
@@ -65,6 +75,9 @@ def test_fenced_writes_of_an_old_attempt_are_refused(session: Session) -> None:
     assert [(e.epoch, e.attempt) for e in epochs_of(session, run.id)] == [(1, 1), (2, 2)]
     checkpoint = last_checkpoint(session, run.id)
     assert checkpoint is not None and checkpoint.state == b"fresh"
+    # A later attempt resumes from it; a first attempt has none to read and reads none.
+    assert resume_point(session, new) is checkpoint
+    assert resume_point(session, Lease(run.id, 1, "c@host", 30)) is None
 
 
 def test_an_epoch_write_is_one_statement_on_postgresql_and_a_refused_one_writes_nothing(
@@ -157,6 +170,50 @@ def test_renew_reports_cancel_and_handover(session: Session) -> None:
     assert renew(session, lease).handover
     request_cancel(session, run.id)
     assert renew(session, lease).cancel
+
+
+def test_a_keeper_renews_once_due_and_between_renewals_only_reads_the_flags(
+    store: Store, session: Session
+) -> None:
+    # A job looks at its lease every second; writing the run's row each time was 200 jobs'
+    # 200 updates a second for a lease of 30 s.
+    run = make_run(session, status=RunStatus.RUNNING)
+    keeper = LeaseKeeper(lease_of(run), every=0.4)
+    assert LeaseKeeper(Lease(run.id, 1, "a@host", 0.6), every=3.0).every == pytest.approx(0.2)
+    statements: list[str] = []
+
+    def sent(*args: object) -> None:
+        statements.append(str(args[2]).lstrip().split()[0].upper())
+
+    def expiry() -> object:
+        session.expire_all()
+        return get_run(session, run.id).lease_expires_at
+
+    def look() -> tuple[Signals, list[str]]:
+        statements.clear()
+        event.listen(store.engine, "before_cursor_execute", sent)
+        try:
+            with store.autocommit() as connection:
+                return keeper.check(connection), list(statements)
+        finally:
+            event.remove(store.engine, "before_cursor_execute", sent)
+
+    first = expiry()
+    assert look() == (Signals(cancel=False, handover=False), ["SELECT"])  # not due: flags only
+    assert expiry() == first
+    session.execute(update(Run).where(Run.id == run.id).values(handover_requested=True))
+    session.commit()
+    assert look() == (Signals(cancel=False, handover=True), ["SELECT"])
+    time.sleep(0.45)
+    assert look() == (Signals(cancel=False, handover=True), ["UPDATE"])  # due: renewed
+    renewed = expiry()
+    assert renewed is not None and first is not None and renewed > first
+    keeper.renewed()  # an epoch's write renewed it: the next look only reads
+    assert look()[1] == ["SELECT"] and expiry() == renewed
+    assert take_back(session, _expire(session, run), "lease expired", max_attempts=3)
+    session.commit()
+    with pytest.raises(LeaseLost), store.autocommit() as connection:
+        keeper.check(connection)  # a read sees the lost lease as a renewal would
 
 
 def test_a_renewal_touches_no_index_and_waits_for_no_wal_flush_of_its_own(

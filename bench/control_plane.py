@@ -29,6 +29,7 @@ connections to the bench's database (pg_stat_activity), sampled twice a second. 
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing
 import os
 import queue
@@ -224,6 +225,12 @@ def node_group(
     nodes = {i: SimNode(i, settings, url, broker, figures, epoch_seconds) for i in indices}
     threads = [thread for node in nodes.values() for thread in node.start()]
     freeze_startup_heap()  # as a worker's processes do once started
+    # Nor does a real host's collector stop a hundred nodes at once: this process's heap is a
+    # hundred nodes' (each its own engine and compiled statements), and a full collection walked
+    # it all while every one of its nodes stood still (pauses of 190-373 ms every 10-20 s were
+    # most of the epoch writes' p99). The cycles left uncollected for the bench's minutes are
+    # reported in its output (`rss`).
+    gc.disable()
     results.put("ready")
     while (doomed := control.get()) is not None:
         for index in doomed:

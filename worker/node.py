@@ -28,7 +28,7 @@ from kombu.exceptions import ChannelError
 
 from shared.config import Settings
 from shared.ops.celery_config import celery_config
-from shared.store.duties import offer_duties, take_duty
+from shared.store.duties import hold_duty, offer_duties, take_turn
 from shared.store.engine import Store
 from shared.store.search import open_searches, sweep_search
 from shared.store.sweeps import expired, held_by, lock_briefly, request_handover, take_back, unsent
@@ -142,11 +142,15 @@ class Node:
         the node holds and no duty due (the usual interval of 200 nodes but one).
         """
         queue, settings = self.settings.queue, self.settings
+        dead, sweep, look = True, True, look_at_broker
         if beat is not None:
             dead = any(not self.child_alive(pid) for pid in beat.holding.values())
-            look_at_broker = look_at_broker and broker_look(queue) in beat.due
-            if not (dead or EXPIRED_LEASES in beat.due or look_at_broker):
-                return []
+            sweep = EXPIRED_LEASES in beat.due
+            look = look and broker_look(queue) in beat.due
+        sweep = sweep and self._take_turn(EXPIRED_LEASES, settings.heartbeat_interval)
+        look = look and self._take_turn(broker_look(queue), BROKER_LOOK_EVERY)
+        if not (dead or sweep or look):
+            return []
         requeued: list[tuple[int, str]] = []
         with self.store.session_scope() as session:
             lock_briefly(session)
@@ -155,7 +159,7 @@ class Node:
                     reason = f"its pool process {run.worker_pid} died"
                     if take_back(session, run, reason, settings.max_attempts, False):
                         requeued.append((run.id, run.queue))
-            swept = take_duty(session, EXPIRED_LEASES, settings.heartbeat_interval)
+            swept = sweep and hold_duty(session, EXPIRED_LEASES)
             if swept:
                 self.duties_done += 1
                 for run in expired(session):
@@ -166,9 +170,9 @@ class Node:
                         requeued.append((run.id, run.queue))
         if swept:  # the searches' slots and test readings, once an interval for the cluster too
             requeued += self._sweep_searches()
-        if look_at_broker:
+        if look:
             with self.store.session_scope() as session:
-                if take_duty(session, broker_look(queue), BROKER_LOOK_EVERY):
+                if hold_duty(session, broker_look(queue)):
                     self.duties_done += 1
                     depth = broker_depth(settings, queue)
                     missing = [] if depth is None else unsent(session, queue, depth, RESEND_GRACE)
@@ -180,6 +184,10 @@ class Node:
         for run_id, run_queue in requeued:
             self.send(run_id, run_queue)
         return [run_id for run_id, _ in requeued]
+
+    def _take_turn(self, duty: str, every: float) -> bool:
+        with self.store.autocommit() as connection:
+            return take_turn(connection, duty, every)
 
     def _sweep_searches(self) -> list[tuple[int, str]]:
         """Fill a search's free slots (a trial lost with its worker frees one without a word), and

@@ -8,28 +8,39 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.store.clock import now_of
-from shared.store.duties import offer_duties, take_duty
+from shared.store.duties import hold_duty, offer_duties, take_turn
 from shared.store.engine import Store
+from shared.store.workers import heartbeat, register_worker
 from worker.node import Node
 
 
-def test_a_duty_is_done_once_an_interval_and_never_while_another_node_holds_it(
+def test_a_turn_is_taken_once_an_interval_and_never_while_another_node_holds_the_duty(
     session: Session, store: Store
 ) -> None:
     offer_duties(session, "chore")
     offer_duties(session, "chore")  # a second node registering
+    register_worker(session, "n@test", "host", pid=1, concurrency=1)
     session.commit()
-    assert take_duty(session, "chore", every=60)  # never done: due
-    with store.session_scope() as other:
-        # Held by the first node's open transaction (PostgreSQL skips the locked row; SQLite's
-        # reader sees it not done yet, and its write would wait: not tried here).
-        if other.get_bind().dialect.name == "postgresql":
-            assert not take_duty(other, "chore", every=0)
+
+    def turn(every: float) -> bool:
+        with store.autocommit() as connection:
+            return take_turn(connection, "chore", every)
+
+    assert turn(every=60)  # never done: due
+    # Marked done by the turn's own statement: no other node sees it due while the work runs.
+    assert not turn(every=60)
+    with store.autocommit() as connection:
+        assert heartbeat(connection, "n@test", {"chore": 60}).due == frozenset()
+    assert hold_duty(session, "chore")  # the turn's work, under the row's lock
+    if session.get_bind().dialect.name == "postgresql":
+        # Work that outlasts its interval: the next turn is skipped, not queued behind it.
+        assert not turn(every=0)
+        with store.session_scope() as other:
+            assert not hold_duty(other, "chore")
     session.commit()
+    assert turn(every=0)
     with store.session_scope() as other:
-        assert not take_duty(other, "chore", every=60)  # done a moment ago
-        assert take_duty(other, "chore", every=0)
-    session.rollback()
+        assert hold_duty(other, "chore")
 
 
 def test_twenty_nodes_sweeping_do_the_expired_lease_sweep_once_an_interval(

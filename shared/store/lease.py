@@ -17,8 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     Connection,
     Float,
+    Insert,
     Select,
     Table,
     Update,
@@ -341,7 +343,7 @@ def _epoch_write(with_checkpoint: bool) -> Select[tuple[int]]:
     the UPDATE's RETURNING. It returns the run's id, or no row when the fence refused. Built on
     the tables, not the ORM's entities, whose UPDATE renames bound parameters."""
     run_table, epoch_table, checkpoint_table = (_table(m) for m in (Run, Epoch, Checkpoint))
-    runs, epochs, checkpoints = run_table.c, epoch_table.c, checkpoint_table.c
+    runs = run_table.c
     held = (
         _bound_renewal()
         .where(runs.cancel_requested.is_(False))
@@ -350,38 +352,35 @@ def _epoch_write(with_checkpoint: bool) -> Select[tuple[int]]:
         .cte("held")
     )
     fields = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "attempt"]
-    epoch = postgresql.insert(epoch_table).from_select(
-        ["run_id", *fields, "recorded_at"],
-        select(
-            held.c.id,
-            *(_bound(_PARAMETER.get(name, name), epochs[name]) for name in fields),
-            db_now(),
-        ),
-    )
     writes = [
-        epoch.on_conflict_do_update(
-            index_elements=["run_id", "epoch"],
-            set_={name: epoch.excluded[name] for name in [*fields, "recorded_at"]},
-        ).cte("epoch_row"),
+        _upsert_from(held, epoch_table, "epoch", fields, "recorded_at").cte("epoch_row"),
         observe_if(held).cte("totals"),
     ]
     if with_checkpoint:
         kept = ["epoch", "attempt", "state", "size"]
-        saved = postgresql.insert(checkpoint_table).from_select(
-            ["run_id", *kept, "saved_at"],
-            select(
-                held.c.id,
-                *(_bound(_PARAMETER.get(name, name), checkpoints[name]) for name in kept),
-                db_now(),
-            ),
-        )
         writes.append(
-            saved.on_conflict_do_update(
-                index_elements=["run_id"],
-                set_={name: saved.excluded[name] for name in [*kept, "saved_at"]},
-            ).cte("checkpoint_row")
+            _upsert_from(held, checkpoint_table, None, kept, "saved_at").cte("checkpoint_row")
         )
     return select(held.c.id).add_cte(*writes)
+
+
+def _upsert_from(held: CTE, table: Table, key: str | None, fields: list[str], stamp: str) -> Insert:
+    """An upsert of `table`'s row for the run `held` returned (keyed by run_id and `key`), with
+    `fields` from the bound parameters and `stamp` the database's time; nothing when `held`
+    returned no row."""
+    columns = table.c
+    insert = postgresql.insert(table).from_select(
+        ["run_id", *fields, stamp],
+        select(
+            held.c.id,
+            *(_bound(_PARAMETER.get(name, name), columns[name]) for name in fields),
+            db_now(),
+        ),
+    )
+    return insert.on_conflict_do_update(
+        index_elements=["run_id", *([key] if key else [])],
+        set_={name: insert.excluded[name] for name in [*fields, stamp]},
+    )
 
 
 def _bound(name: str, column: Any) -> Any:

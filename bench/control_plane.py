@@ -7,8 +7,8 @@ Each node is two threads, as a worker node is a main process and a pool process:
 (trainyard's `Node`: its heartbeat and its offer to do the cluster's sweep of expired leases, on
 one connection) and its job's (one run at a time: the claim, a look at the lease every second that
 renews it every heartbeat, as a job's watch does, an epoch write with a small checkpoint after
-each epoch's sleep, the finish, on one connection of the job's own, as `worker.jobs` does). Epochs last `--epoch-seconds` give or
-take a quarter, so the writes do not come in lockstep. The nodes run in `--processes` processes
+each epoch's sleep, the finish, on one connection of the job's own, as `worker.jobs` does).
+Epochs last `--epoch-seconds` give or take a quarter, so the writes do not come in lockstep. The nodes run in `--processes` processes
 (default one per core): 200 nodes' threads in one Python process would queue on its GIL, and the
 bench would time that queue instead of the store (one per 25 nodes, 8 here, was slower again:
 p99 812 ms against 400 ms with 2, the processes then contend for the 2 cores), with a long GIL
@@ -238,10 +238,10 @@ def node_group(
     threads = [thread for node in nodes.values() for thread in node.start()]
     freeze_startup_heap()  # as a worker's processes do once started
     # Nor does a real host's collector stop a hundred nodes at once: this process's heap is a
-    # hundred nodes' (each its own engine and compiled statements), and a full collection walked
-    # it all while every one of its nodes stood still (pauses of 190-373 ms every 10-20 s were
-    # most of the epoch writes' p99). The cycles left uncollected for the bench's minutes are
-    # reported in its output (`rss`).
+    # hundred nodes' (each its engines, pools, sessions), and a full collection walked it all
+    # while every one of its nodes stood still (pauses of 190-373 ms every 10-20 s were most of
+    # the epoch writes' p99). The cycles left uncollected for the bench's minutes show in the
+    # peak RSS it prints.
     gc.disable()
     results.put("ready")
     while (doomed := control.get()) is not None:

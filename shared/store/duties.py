@@ -3,8 +3,9 @@
 Each duty is a row (`cluster_duties`) with the time it was last done, on the database's clock. A
 node takes its turn when the interval has passed since the duty was last done and no node holds
 its row: one statement marks the duty done (`take_turn`); the chore is then done under the row's
-lock (`hold_duty`), skipped when another node's turn still holds it. So 200 nodes sweep as often as one, with no election and no advisory lock (which
-would not survive a transaction-pooling PgBouncer): the row lock lasts one transaction.
+lock (`hold_duty`), skipped when another node's turn still holds it. So 200 nodes sweep as often
+as one, with no election and no advisory lock (which would not survive a transaction-pooling
+PgBouncer): the row lock lasts one transaction.
 """
 
 from __future__ import annotations

@@ -172,13 +172,14 @@ class SimNode:
                 store.close()
 
     def _run(self, store: Store, run_id: int) -> None:
-        with store.session_scope() as session:
+        with store.statement_scope() as connection:
             lease = claim(
-                session, run_id, self.name, self.job_ident or 0, self.settings.heartbeat_timeout
+                connection, run_id, self.name, self.job_ident or 0, self.settings.heartbeat_timeout
             )
-            checkpoint = resume_point(session, lease) if lease else None
         if lease is None:
             return
+        with store.session_scope() as session:
+            checkpoint = resume_point(session, lease)
         if lease.attempt > 1:
             with self.figures.lock:
                 self.figures.retaken.setdefault(run_id, time.time())
@@ -188,8 +189,8 @@ class SimNode:
             for epoch in range(first, PARAMS.epochs + 1):
                 if not self._train_epoch(store, keeper, epoch):
                     return  # killed: nothing more is written
-            with store.session_scope() as session:
-                finish(session, lease, RunStatus.SUCCEEDED, test_loss=0.1, test_accuracy=0.9)
+            with store.statement_scope() as connection:
+                finish(connection, lease, RunStatus.SUCCEEDED, test_loss=0.1, test_accuracy=0.9)
         except (LeaseLost, CancelRequested):
             return
 

@@ -159,10 +159,11 @@ def execute_run(context: WorkerContext, run_id: int, worker: str) -> Outcome:
 
 def _execute(context: WorkerContext, store: Store, run_id: int, worker: str) -> Outcome:
     node_pid = os.getppid()  # a prefork pool process: its node is the parent
-    with store.session_scope() as session:
+    with store.statement_scope() as connection:
         lease = claim(
-            session, run_id, worker, os.getpid(), context.settings.heartbeat_timeout, node_pid
+            connection, run_id, worker, os.getpid(), context.settings.heartbeat_timeout, node_pid
         )
+    with store.session_scope() as session:
         if lease is None:
             pass_to = pass_on(session, run_id, worker, node_pid)
         else:
@@ -217,7 +218,8 @@ def _write(
     """`write(session, lease, ...)`, a fenced write, tried again while the store is unreachable:
     a database restart or failover must not fail a run. Training waits meanwhile; an outage that
     outlasts the lease is a lost lease, and the sweeps give the run a new attempt once the store
-    is back. `alone`: the write is one statement on PostgreSQL (`Store.statement_scope`)."""
+    is back. `alone`: the write is one statement on PostgreSQL (`Store.statement_scope`): an
+    epoch's, a finish's."""
     deadline = time.monotonic() + lease.seconds
     while True:
         try:
@@ -235,7 +237,7 @@ def _write(
 def _end(store: Store, lease: Lease, status: RunStatus, error: str | None = None) -> Outcome:
     """Finish the run as its holder; a lost lease means another attempt finishes it."""
     try:
-        _write(store, finish, lease, status, error=error)
+        _write(store, finish, lease, status, error=error, alone=True)
     except (LeaseLost, CancelRequested):
         logger.warning("run %s: attempt %d no longer holds it; not marked %s", *_ids(lease), status)
         return Outcome.LOST
@@ -358,6 +360,7 @@ def _train(
         test_accuracy=accuracy,
         evaluation=evaluation,
         keras_file=job.keras_file(),
+        alone=True,
     )
     logger.info("run %s succeeded: test accuracy %.4f", lease.run_id, accuracy)
     return Outcome.SUCCEEDED

@@ -22,12 +22,15 @@ from sqlalchemy import (
     Float,
     Insert,
     Select,
+    String,
     Table,
     Update,
     bindparam,
     cast,
     delete,
+    extract,
     func,
+    literal,
     select,
     update,
 )
@@ -46,7 +49,15 @@ from shared.domain.metrics import (
 from shared.domain.status import RunStatus
 from shared.store.clock import db_now
 from shared.store.engine import forgettable, rows_changed
-from shared.store.metrics import count, observation, observe, observe_if
+from shared.store.metrics import (
+    add_totals,
+    count,
+    histogram_rows,
+    observation,
+    observe,
+    observe_if,
+    shard_parameter,
+)
 from shared.store.models import Checkpoint, Epoch, Evaluation, Run, TrainedModel, Worker
 
 
@@ -65,14 +76,35 @@ def _renewal(lease: Lease) -> dict[str, Any]:
 
 
 def claim(
-    session: Session, run_id: int, worker: str, pid: int, seconds: float, node_pid: int = 0
+    session: Session | Connection,
+    run_id: int,
+    worker: str,
+    pid: int,
+    seconds: float,
+    node_pid: int = 0,
 ) -> Lease | None:
     """Atomically make a queued run ours under a new attempt; None when it is not queued, or when
     our node (main process `node_pid`) is leaving (see `leaving`).
 
     A message for a run that is running, finished or cancelled is simply dropped: the holder has
     it, or nobody needs it, and the sweeps send a new message whenever a queued run lacks one.
+
+    On PostgreSQL the claim and its queue-wait observation are one statement
+    (`_claim_statement`): one round trip on an autocommit connection (`Store.statement_scope`).
     """
+    if _dialect(session) == "postgresql":
+        parameters = {
+            "claim_run": run_id,
+            "claim_worker": worker,
+            "claim_pid": pid,
+            "claim_node_pid": node_pid,
+            "lease_seconds": seconds,
+            **shard_parameter(),
+        }
+        row = session.execute(_claim_statement(), parameters).first()
+        _expire_loaded(session, run_id)
+        return None if row is None else Lease(run_id, row.attempt, worker, seconds)
+    assert isinstance(session, Session), "a multi-statement write needs a unit of work"
     claimed = session.execute(
         update(Run)
         .where(
@@ -325,6 +357,15 @@ def record_epoch(
         )
 
 
+def _expire_loaded(session: Session | Connection, run_id: int) -> None:
+    """After a statement on the tables (not the ORM's entities) changed a run: a unit of work
+    that has the run loaded reads it again, as the ORM's own UPDATE would have kept it."""
+    if isinstance(session, Session):
+        loaded = session.identity_map.get(session.identity_key(Run, run_id))
+        if loaded is not None:
+            session.expire(loaded)
+
+
 def _dialect(session: Session | Connection) -> str:
     bind = session if isinstance(session, Connection) else session.get_bind()
     return bind.dialect.name
@@ -364,23 +405,125 @@ def _epoch_write(with_checkpoint: bool) -> Select[tuple[int]]:
     return select(held.c.id).add_cte(*writes)
 
 
-def _upsert_from(held: CTE, table: Table, key: str | None, fields: list[str], stamp: str) -> Insert:
+def _upsert_from(
+    held: CTE, table: Table, key: str | None, fields: list[str], stamp: str | None
+) -> Insert:
     """An upsert of `table`'s row for the run `held` returned (keyed by run_id and `key`), with
-    `fields` from the bound parameters and `stamp` the database's time; nothing when `held`
-    returned no row."""
+    `fields` from the bound parameters and `stamp` (if any) the database's time; nothing when
+    `held` returned no row."""
     columns = table.c
+    stamps = [stamp] if stamp else []
     insert = postgresql.insert(table).from_select(
-        ["run_id", *fields, stamp],
+        ["run_id", *fields, *stamps],
         select(
             held.c.id,
             *(_bound(_PARAMETER.get(name, name), columns[name]) for name in fields),
-            db_now(),
+            *(db_now() for _ in stamps),
         ),
     )
     return insert.on_conflict_do_update(
         index_elements=["run_id", *([key] if key else [])],
-        set_={name: insert.excluded[name] for name in [*fields, stamp]},
+        set_={name: insert.excluded[name] for name in [*fields, *stamps]},
     )
+
+
+def _seconds(since: Any, until: Any) -> Any:
+    """The seconds from one database time to another, never below 0 (as `seconds_between`)."""
+    return func.greatest(cast(extract("epoch", until - since), Float()), 0.0)
+
+
+@functools.cache
+def _claim_statement() -> Select[tuple[int]]:
+    """`claim` on PostgreSQL, built once with bound parameters: WITH the conditional UPDATE that
+    makes the queued run ours under a new attempt, the queue-wait observation from its
+    RETURNING (from the (re)send to this claim, both on the database's clock). Returns the new
+    attempt, or no row when the run was not ours to take."""
+    runs = _table(Run).c
+    workers = _table(Worker).c
+    leaving = select(workers.id).where(
+        workers.name == _bound("claim_worker", workers.name),
+        workers.pid == _bound("claim_node_pid", workers.pid),
+        workers.stopped_at.is_not(None),
+    )
+    claimed = (
+        update(_table(Run))
+        .where(
+            runs.id == _bound("claim_run", runs.id),
+            runs.status == RunStatus.QUEUED,
+            runs.cancel_requested.is_(False),
+            ~leaving.exists(),
+        )
+        .values(
+            status=RunStatus.RUNNING,
+            worker=_bound("claim_worker", runs.worker),
+            worker_pid=_bound("claim_pid", runs.worker_pid),
+            attempt=runs.attempt + 1,
+            started_at=func.coalesce(runs.started_at, db_now()),
+            heartbeat_at=db_now(),
+            lease_expires_at=db_now(bindparam("lease_seconds", type_=Float())),
+            handover_requested=False,
+            error=None,
+        )
+        .returning(
+            runs.attempt,
+            _seconds(func.coalesce(runs.sent_at, runs.created_at), runs.heartbeat_at).label(
+                "waited"
+            ),
+        )
+        .cte("claimed")
+    )
+    totals = add_totals(claimed, histogram_rows(QUEUE_WAIT, claimed.c.waited), {})
+    return select(claimed.c.attempt).add_cte(totals.cte("totals"))
+
+
+@functools.cache
+def _finish_statement(success: bool, with_evaluation: bool, with_model: bool) -> Select[tuple[int]]:
+    """`finish` on PostgreSQL, built once a shape with bound parameters: WITH the fenced UPDATE
+    that ends the run (for success, only while no cancel was accepted), the drop of its
+    checkpoint, the upserts of its evaluation and model, and the finished count and time on
+    workers from its RETURNING. Returns the run's id, or no row when the fence refused."""
+    run_table, checkpoint_table = _table(Run), _table(Checkpoint)
+    runs = run_table.c
+    fence = _bound_fence()
+    if success:
+        fence = fence & runs.cancel_requested.is_(False)
+    ended = (
+        update(run_table)
+        .where(fence)
+        .values(
+            status=_bound("finish_status", runs.status),
+            finished_at=db_now(),
+            test_loss=_bound("test_loss", runs.test_loss),
+            test_accuracy=_bound("test_accuracy", runs.test_accuracy),
+            error=_bound("error", runs.error),
+            lease_expires_at=None,
+            handover_requested=False,
+        )
+        .returning(
+            runs.id, runs.started_at, _seconds(runs.started_at, runs.finished_at).label("took")
+        )
+        .cte("ended")
+    )
+    rows = [
+        (RUNS_FINISHED, cast(bindparam("finish_label", type_=String()), String()), literal(1.0)),
+        *histogram_rows(RUN_DURATION, ended.c.took),
+    ]
+    started = ended.c.started_at.is_not(None)
+    writes = [
+        delete(checkpoint_table)
+        .where(checkpoint_table.c.run_id.in_(select(ended.c.id)))
+        .cte("dropped"),
+        add_totals(ended, rows, {name: started for name, _, _ in rows[1:]}).cte("totals"),
+    ]
+    if with_evaluation:
+        fields = ["confusion_matrix", "per_class_accuracy", "misclassified"]
+        writes.append(_upsert_from(ended, _table(Evaluation), None, fields, None).cte("evaluation"))
+    if with_model:
+        kept = ["keras_file", "size"]
+        writes.append(
+            _upsert_from(ended, _table(TrainedModel), None, kept, "saved_at").cte("model")
+        )
+    return select(ended.c.id).add_cte(*writes)
 
 
 def _bound(name: str, column: Any) -> Any:
@@ -412,7 +555,7 @@ def drop_checkpoint(session: Session, run_id: int) -> None:
 
 
 def finish(
-    session: Session,
+    session: Session | Connection,
     lease: Lease,
     status: RunStatus,
     *,
@@ -425,7 +568,32 @@ def finish(
     """End the run as this attempt's holder. Success also needs no cancel accepted meanwhile.
 
     Raises LeaseLost, or CancelRequested when a cancel came in before success was written.
+
+    On PostgreSQL the whole end is one statement (`_finish_statement`), as an epoch write is.
     """
+    if _dialect(session) == "postgresql":
+        parameters: dict[str, Any] = {
+            **_lease_parameters(lease),
+            **shard_parameter(),
+            "finish_status": status,
+            "finish_label": status.value,
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+            "error": error,
+        }
+        if evaluation is not None:
+            parameters |= evaluation
+        if keras_file is not None:
+            parameters |= {"keras_file": keras_file, "size": len(keras_file)}
+        statement = _finish_statement(
+            status == RunStatus.SUCCEEDED, evaluation is not None, keras_file is not None
+        )
+        done = session.execute(statement, parameters).first()
+        _expire_loaded(session, lease.run_id)
+        if done is None:
+            raise _why_refused(session, lease)
+        return
+    assert isinstance(session, Session), "a multi-statement write needs a unit of work"
     condition = _held(lease)
     if status == RunStatus.SUCCEEDED:
         condition = condition & Run.cancel_requested.is_(False)

@@ -18,23 +18,27 @@ from typing import Any
 
 from sqlalchemy import (
     CTE,
+    ColumnElement,
     Float,
     Insert,
     SmallInteger,
     String,
     bindparam,
+    case,
     cast,
     event,
     exists,
     func,
+    literal,
     select,
     text,
+    true,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
-from shared.domain.metrics import HistogramSpec
+from shared.domain.metrics import INF, HistogramSpec, bucket_label
 from shared.domain.status import RunStatus
 from shared.store.models import MetricTotal, Run, Worker
 
@@ -90,6 +94,52 @@ def observe_if(gate: CTE) -> Insert:
         index_elements=["name", "label", "shard"],
         set_={"value": MetricTotal.value + statement.excluded.value},
     )
+
+
+# One total's increment in a statement that writes and counts at once: its name, its label and
+# what it adds, as SQL expressions over the gating query's row.
+TotalRow = tuple[str, ColumnElement[str], ColumnElement[float]]
+
+
+def histogram_rows(histogram: HistogramSpec, seconds: ColumnElement[float]) -> list[TotalRow]:
+    """One observation of `histogram` whose value the database computes (`seconds`): its
+    bucket's count, chosen by a CASE over the bounds as `HistogramSpec.bucket` chooses, and its
+    sum."""
+    bucket = case(
+        *((seconds <= bound, bucket_label(bound)) for bound in histogram.bounds),
+        else_=bucket_label(INF),
+    )
+    return [
+        (histogram.name, bucket, literal(1.0, Float())),
+        (histogram.sum_name, literal("", String()), seconds),
+    ]
+
+
+def add_totals(gate: CTE, rows: list[TotalRow], where: dict[str, ColumnElement[bool]]) -> Insert:
+    """An upsert adding `rows` (each a total's increment, computed from `gate`'s row) to one
+    shard (the bound parameter `total_shard`), for a statement that writes and counts at once:
+    nothing is added when `gate`, a data-modifying WITH query, returned no row, nor a total
+    whose `where` condition (by name) is false. Rows go in name order, as `_write_pending`
+    writes them."""
+    shard = cast(bindparam("total_shard", type_=SmallInteger()), SmallInteger())
+    selects = [
+        select(literal(name, String()), label, shard, cast(by, Float()))
+        .select_from(gate)
+        .where(where.get(name, true()))
+        for name, label, by in sorted(rows, key=lambda row: row[0])
+    ]
+    statement = postgresql.insert(MetricTotal).from_select(
+        ["name", "label", "shard", "value"], union_all(*selects)
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["name", "label", "shard"],
+        set_={"value": MetricTotal.value + statement.excluded.value},
+    )
+
+
+def shard_parameter() -> dict[str, int]:
+    """`add_totals`' parameter: a shard drawn as `_write_pending` draws one."""
+    return {"total_shard": random.randrange(SHARDS)}
 
 
 def observation(histogram: HistogramSpec, value: float) -> dict[str, Any]:

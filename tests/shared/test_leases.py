@@ -10,8 +10,9 @@ from sqlalchemy import event, func, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.domain.lease import CancelRequested, EpochRecord, Lease, LeaseLost, Signals
-from shared.domain.metrics import EPOCH_DURATION
+from shared.domain.metrics import EPOCH_DURATION, QUEUE_WAIT, RUN_DURATION, RUNS_FINISHED
 from shared.domain.status import RunStatus
+from shared.store.clock import db_now
 from shared.store.engine import Store
 from shared.store.lease import (
     LeaseKeeper,
@@ -117,6 +118,81 @@ def test_an_epoch_write_is_one_statement_on_postgresql_and_a_refused_one_writes_
     assert [e.epoch for e in epochs_of(session, run.id)] == [1]
     checkpoint = last_checkpoint(session, run.id)
     assert checkpoint is not None and (checkpoint.epoch, checkpoint.state) == (1, b"w1")
+
+
+def test_a_claim_and_a_finish_are_one_statement_each_on_postgresql_and_count_alike(
+    store: Store, session: Session
+) -> None:
+    # A claim and a run's end hold a pooled server connection for one round trip on
+    # PostgreSQL; what they count (the queue wait, the end and the time on workers, each in the
+    # bucket Python's HistogramSpec.bucket picks) is the same on either path.
+    run = make_run(session)
+    session.execute(
+        update(Run).where(Run.id == run.id).values(sent_at=db_now(-7.0), created_at=db_now(-9.0))
+    )
+    session.commit()
+    before = totals(session)
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        with store.statement_scope() as unit:
+            lease = claim(unit, run.id, "a@host", pid=3, seconds=30)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    assert lease is not None and lease.attempt == 1
+    session.execute(update(Run).where(Run.id == run.id).values(started_at=db_now(-45.0)))
+    session.commit()
+    record_epoch(session, lease, epoch_record(1), b"w1")
+    session.commit()
+    evaluation = {"confusion_matrix": [[1, 0], [0, 1]], "per_class_accuracy": [1.0, 1.0]}
+    evaluation["misclassified"] = [{"index": 3, "label": 1, "predicted": 0}]
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        with store.statement_scope() as unit:
+            finish(
+                unit,
+                lease,
+                RunStatus.SUCCEEDED,
+                test_loss=0.2,
+                test_accuracy=0.9,
+                evaluation=evaluation,
+                keras_file=b"model",
+            )
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    if store.engine.dialect.name == "postgresql":
+        assert len(statements) == 2, statements
+    after = totals(session)
+    added = {
+        key: after[key] - before.get(key, 0.0) for key in after if after[key] != before.get(key)
+    }
+    assert added.pop((QUEUE_WAIT.name, QUEUE_WAIT.bucket(7.5))) == 1
+    assert added.pop((QUEUE_WAIT.sum_name, "")) == pytest.approx(7.0, abs=1.0)
+    assert added.pop((RUN_DURATION.name, RUN_DURATION.bucket(45.5))) == 1
+    assert added.pop((RUN_DURATION.sum_name, "")) == pytest.approx(45.0, abs=2.0)
+    assert added.pop((RUNS_FINISHED, "succeeded")) == 1
+    assert set(added) == {(EPOCH_DURATION.name, "2.5"), (EPOCH_DURATION.sum_name, "")}
+    session.expire_all()
+    ended = get_run(session, run.id)
+    assert (ended.status, ended.test_accuracy, ended.lease_expires_at) == (
+        RunStatus.SUCCEEDED,
+        0.9,
+        None,
+    )
+    assert last_checkpoint(session, run.id) is None
+    assert ended.evaluation is not None and ended.evaluation.misclassified[0]["index"] == 3
+    model = session.get(TrainedModel, run.id)
+    assert model is not None and (model.keras_file, model.size) == (b"model", 5)
+    # A finish refused by the fence, and a claim of a run no longer queued, write nothing.
+    with pytest.raises(LeaseLost), store.statement_scope() as unit:
+        finish(unit, lease, RunStatus.FAILED, error="late")
+    with store.statement_scope() as unit:
+        assert claim(unit, run.id, "b@host", pid=4, seconds=30) is None
+    assert totals(session) == after
 
 
 def test_an_epoch_rewritten_by_a_resumed_attempt_replaces_the_old_row(session: Session) -> None:

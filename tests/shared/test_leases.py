@@ -6,11 +6,18 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import Float, event, func, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.domain.lease import CancelRequested, EpochRecord, Lease, LeaseLost, Signals
-from shared.domain.metrics import EPOCH_DURATION, QUEUE_WAIT, RUN_DURATION, RUNS_FINISHED
+from shared.domain.metrics import (
+    EPOCH_DURATION,
+    HISTOGRAMS,
+    QUEUE_WAIT,
+    RUN_DURATION,
+    RUNS_FINISHED,
+    HistogramSpec,
+)
 from shared.domain.status import RunStatus
 from shared.store.clock import db_now
 from shared.store.engine import Store
@@ -24,7 +31,7 @@ from shared.store.lease import (
     renew,
     resume_point,
 )
-from shared.store.metrics import totals
+from shared.store.metrics import histogram_rows, totals
 from shared.store.models import Checkpoint, Epoch, Run, TrainedModel, utcnow
 from shared.store.queries import epochs_of, get_run
 from shared.store.runs import mark_sent, request_cancel
@@ -193,6 +200,20 @@ def test_a_claim_and_a_finish_are_one_statement_each_on_postgresql_and_count_ali
     with store.statement_scope() as unit:
         assert claim(unit, run.id, "b@host", pid=4, seconds=30) is None
     assert totals(session) == after
+
+
+@pytest.mark.parametrize("histogram", HISTOGRAMS, ids=lambda h: h.name)
+def test_the_database_picks_the_bucket_python_picks(
+    session: Session, histogram: HistogramSpec
+) -> None:
+    # A claim's and an end's observations are bucketed by the database (a CASE over the bounds)
+    # and an epoch's by Python: on each bound, either side of it, and far beyond, they agree.
+    near = [b * f for b in histogram.bounds for f in (0.999, 1.0, 1.001)]
+    values = [0.0, *near, 10 * histogram.bounds[-1]]
+    labels = session.execute(
+        select(*(histogram_rows(histogram, literal(v, Float()))[0][1] for v in values))
+    ).one()
+    assert list(labels) == [histogram.bucket(v) for v in values]
 
 
 def test_an_epoch_rewritten_by_a_resumed_attempt_replaces_the_old_row(session: Session) -> None:

@@ -63,7 +63,7 @@ class Bench:
 BENCHES: tuple[Bench, ...] = (
     Bench("speed", "bench.speed"),
     Bench("parity", "bench.parity"),
-    Bench("search", "bench.search", ("--repeats", "5")),
+    Bench("search", "bench.search"),
     Bench("throughput", "bench.throughput"),
     Bench("throughput-embedded", "bench.throughput", ("--broker", "embedded")),
     Bench("faults", "bench.faults"),

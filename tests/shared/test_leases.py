@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -37,6 +39,21 @@ from shared.store.queries import epochs_of, get_run
 from shared.store.runs import mark_sent, request_cancel
 from shared.store.sweeps import take_back, unsent
 from tests.builders import epoch_record, lease_of, make_run
+
+
+@contextmanager
+def _statements(store: Store) -> Iterator[list[str]]:
+    """The SQL of every statement the store sends meanwhile."""
+    sent: list[str] = []
+
+    def record(*args: object) -> None:
+        sent.append(str(args[2]))
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
 
 
 def _expire(session: Session, run: Run) -> Run:
@@ -95,17 +112,8 @@ def test_an_epoch_write_is_one_statement_on_postgresql_and_a_refused_one_writes_
     # round trip. Its parts (epoch, checkpoint, totals) land only when the fence lets it in.
     run = make_run(session, status=RunStatus.RUNNING)
     lease, before = lease_of(run), totals(session)
-    statements: list[str] = []
-
-    def count(*args: object) -> None:
-        statements.append(str(args[2]))
-
-    event.listen(store.engine, "before_cursor_execute", count)
-    try:
-        with store.statement_scope() as unit:
-            record_epoch(unit, lease, EpochRecord(1, loss=0.5, accuracy=0.8, seconds=0.3), b"w1")
-    finally:
-        event.remove(store.engine, "before_cursor_execute", count)
+    with _statements(store) as statements, store.statement_scope() as unit:
+        record_epoch(unit, lease, EpochRecord(1, loss=0.5, accuracy=0.8, seconds=0.3), b"w1")
     if store.engine.dialect.name == "postgresql":
         assert len(statements) == 1, statements
     after = totals(session)
@@ -139,17 +147,8 @@ def test_a_claim_and_a_finish_are_one_statement_each_on_postgresql_and_count_ali
     )
     session.commit()
     before = totals(session)
-    statements: list[str] = []
-
-    def count(*args: object) -> None:
-        statements.append(str(args[2]))
-
-    event.listen(store.engine, "before_cursor_execute", count)
-    try:
-        with store.statement_scope() as unit:
-            lease = claim(unit, run.id, "a@host", pid=3, seconds=30)
-    finally:
-        event.remove(store.engine, "before_cursor_execute", count)
+    with _statements(store) as claimed, store.statement_scope() as unit:
+        lease = claim(unit, run.id, "a@host", pid=3, seconds=30)
     assert lease is not None and lease.attempt == 1
     session.execute(update(Run).where(Run.id == run.id).values(started_at=db_now(-45.0)))
     session.commit()
@@ -157,22 +156,18 @@ def test_a_claim_and_a_finish_are_one_statement_each_on_postgresql_and_count_ali
     session.commit()
     evaluation = {"confusion_matrix": [[1, 0], [0, 1]], "per_class_accuracy": [1.0, 1.0]}
     evaluation["misclassified"] = [{"index": 3, "label": 1, "predicted": 0}]
-    event.listen(store.engine, "before_cursor_execute", count)
-    try:
-        with store.statement_scope() as unit:
-            finish(
-                unit,
-                lease,
-                RunStatus.SUCCEEDED,
-                test_loss=0.2,
-                test_accuracy=0.9,
-                evaluation=evaluation,
-                keras_file=b"model",
-            )
-    finally:
-        event.remove(store.engine, "before_cursor_execute", count)
+    with _statements(store) as ended, store.statement_scope() as unit:
+        finish(
+            unit,
+            lease,
+            RunStatus.SUCCEEDED,
+            test_loss=0.2,
+            test_accuracy=0.9,
+            evaluation=evaluation,
+            keras_file=b"model",
+        )
     if store.engine.dialect.name == "postgresql":
-        assert len(statements) == 2, statements
+        assert (len(claimed), len(ended)) == (1, 1), claimed + ended
     after = totals(session)
     added = {
         key: after[key] - before.get(key, 0.0) for key in after if after[key] != before.get(key)
@@ -277,23 +272,15 @@ def test_a_keeper_renews_once_due_and_between_renewals_only_reads_the_flags(
     run = make_run(session, status=RunStatus.RUNNING)
     keeper = LeaseKeeper(lease_of(run), every=0.4)
     assert LeaseKeeper(Lease(run.id, 1, "a@host", 0.6), every=3.0).every == pytest.approx(0.2)
-    statements: list[str] = []
-
-    def sent(*args: object) -> None:
-        statements.append(str(args[2]).lstrip().split()[0].upper())
 
     def expiry() -> object:
         session.expire_all()
         return get_run(session, run.id).lease_expires_at
 
     def look() -> tuple[Signals, list[str]]:
-        statements.clear()
-        event.listen(store.engine, "before_cursor_execute", sent)
-        try:
-            with store.autocommit() as connection:
-                return keeper.check(connection), list(statements)
-        finally:
-            event.remove(store.engine, "before_cursor_execute", sent)
+        with _statements(store) as sent, store.autocommit() as connection:
+            signals = keeper.check(connection)
+        return signals, [statement.lstrip().split()[0].upper() for statement in sent]
 
     first = expiry()
     assert look() == (Signals(cancel=False, handover=False), ["SELECT"])  # not due: flags only

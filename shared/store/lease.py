@@ -53,9 +53,7 @@ from shared.store.metrics import (
     add_totals,
     count,
     histogram_rows,
-    observation,
     observe,
-    observe_if,
     shard_parameter,
 )
 from shared.store.models import Checkpoint, Epoch, Evaluation, Run, TrainedModel, Worker
@@ -320,7 +318,7 @@ def record_epoch(
         parameters = {
             **dataclasses.asdict(record),
             **_lease_parameters(lease),
-            **observation(EPOCH_DURATION, record.seconds),
+            **shard_parameter(),
         }
         if checkpoint is not None:
             parameters |= {"state": checkpoint, "size": len(checkpoint)}
@@ -395,7 +393,9 @@ def _epoch_write(with_checkpoint: bool) -> Select[tuple[int]]:
     fields = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "attempt"]
     writes = [
         _upsert_from(held, epoch_table, "epoch", fields, "recorded_at").cte("epoch_row"),
-        observe_if(held).cte("totals"),
+        add_totals(
+            held, histogram_rows(EPOCH_DURATION, _bound("seconds", epoch_table.c.seconds))
+        ).cte("totals"),
     ]
     if with_checkpoint:
         kept = ["epoch", "attempt", "state", "size"]
@@ -472,7 +472,7 @@ def _claim_statement() -> Select[tuple[int]]:
         )
         .cte("claimed")
     )
-    totals = add_totals(claimed, histogram_rows(QUEUE_WAIT, claimed.c.waited), {})
+    totals = add_totals(claimed, histogram_rows(QUEUE_WAIT, claimed.c.waited))
     return select(claimed.c.attempt).add_cte(totals.cte("totals"))
 
 

@@ -27,7 +27,6 @@ from sqlalchemy import (
     case,
     cast,
     event,
-    exists,
     func,
     literal,
     select,
@@ -61,39 +60,8 @@ def count(session: Session, name: str, label: str = "", by: float = 1.0) -> None
 
 def observe(session: Session, histogram: HistogramSpec, value: float) -> None:
     """Record one observation of a histogram when this session commits."""
-    for (name, label), by in _observation(histogram, value):
-        count(session, name, label, by)
-
-
-def _observation(histogram: HistogramSpec, value: float) -> list[tuple[tuple[str, str], float]]:
-    """The totals one observation adds to, in the order every writer takes their rows."""
-    return sorted(
-        [((histogram.name, histogram.bucket(value)), 1.0), ((histogram.sum_name, ""), value)]
-    )
-
-
-def observe_if(gate: CTE) -> Insert:
-    """An upsert that records one histogram observation, for a statement that writes and counts
-    at once: its rows are added only when `gate` (a data-modifying WITH query) returned a row.
-    Bind it with `observation(histogram, value)`."""
-    rows = union_all(
-        *(
-            select(
-                cast(bindparam(f"total_name_{i}", type_=String()), String()),
-                cast(bindparam(f"total_label_{i}", type_=String()), String()),
-                cast(bindparam("total_shard", type_=SmallInteger()), SmallInteger()),
-                cast(bindparam(f"total_by_{i}", type_=Float()), Float()),
-            ).where(exists(select(gate)))
-            for i in range(2)
-        )
-    )
-    statement = postgresql.insert(MetricTotal).from_select(
-        ["name", "label", "shard", "value"], rows
-    )
-    return statement.on_conflict_do_update(
-        index_elements=["name", "label", "shard"],
-        set_={"value": MetricTotal.value + statement.excluded.value},
-    )
+    count(session, histogram.name, histogram.bucket(value))
+    count(session, histogram.sum_name, "", value)
 
 
 # One total's increment in a statement that writes and counts at once: its name, its label and
@@ -102,9 +70,9 @@ TotalRow = tuple[str, ColumnElement[str], ColumnElement[float]]
 
 
 def histogram_rows(histogram: HistogramSpec, seconds: ColumnElement[float]) -> list[TotalRow]:
-    """One observation of `histogram` whose value the database computes (`seconds`): its
-    bucket's count, chosen by a CASE over the bounds as `HistogramSpec.bucket` chooses, and its
-    sum."""
+    """One observation of `histogram` in a statement (`seconds`: a bound value or one the
+    database computes): its bucket's count, chosen by a CASE over the bounds as
+    `HistogramSpec.bucket` chooses, and its sum."""
     bucket = case(
         *((seconds <= bound, bucket_label(bound)) for bound in histogram.bounds),
         else_=bucket_label(INF),
@@ -115,7 +83,9 @@ def histogram_rows(histogram: HistogramSpec, seconds: ColumnElement[float]) -> l
     ]
 
 
-def add_totals(gate: CTE, rows: list[TotalRow], where: dict[str, ColumnElement[bool]]) -> Insert:
+def add_totals(
+    gate: CTE, rows: list[TotalRow], where: dict[str, ColumnElement[bool]] | None = None
+) -> Insert:
     """An upsert adding `rows` (each a total's increment, computed from `gate`'s row) to one
     shard (the bound parameter `total_shard`), for a statement that writes and counts at once:
     nothing is added when `gate`, a data-modifying WITH query, returned no row, nor a total
@@ -125,7 +95,7 @@ def add_totals(gate: CTE, rows: list[TotalRow], where: dict[str, ColumnElement[b
     selects = [
         select(literal(name, String()), label, shard, cast(by, Float()))
         .select_from(gate)
-        .where(where.get(name, true()))
+        .where((where or {}).get(name, true()))
         for name, label, by in sorted(rows, key=lambda row: row[0])
     ]
     statement = postgresql.insert(MetricTotal).from_select(
@@ -140,15 +110,6 @@ def add_totals(gate: CTE, rows: list[TotalRow], where: dict[str, ColumnElement[b
 def shard_parameter() -> dict[str, int]:
     """`add_totals`' parameter: a shard drawn as `_write_pending` draws one."""
     return {"total_shard": random.randrange(SHARDS)}
-
-
-def observation(histogram: HistogramSpec, value: float) -> dict[str, Any]:
-    """The parameters of `observe_if`'s statement for one observation, on a shard drawn as
-    `_write_pending` draws one."""
-    parameters: dict[str, Any] = {"total_shard": random.randrange(SHARDS)}
-    for i, ((name, label), by) in enumerate(_observation(histogram, value)):
-        parameters |= {f"total_name_{i}": name, f"total_label_{i}": label, f"total_by_{i}": by}
-    return parameters
 
 
 def _write_pending(session: Session) -> None:

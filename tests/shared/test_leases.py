@@ -201,8 +201,9 @@ def test_a_claim_and_a_finish_are_one_statement_each_on_postgresql_and_count_ali
 def test_the_database_picks_the_bucket_python_picks(
     session: Session, histogram: HistogramSpec
 ) -> None:
-    # A claim's and an end's observations are bucketed by the database (a CASE over the bounds)
-    # and an epoch's by Python: on each bound, either side of it, and far beyond, they agree.
+    # On PostgreSQL a write's observations are bucketed by the database (a CASE over the
+    # bounds), in a unit of work by Python: on each bound, either side of it, and far beyond,
+    # they agree.
     near = [b * f for b in histogram.bounds for f in (0.999, 1.0, 1.001)]
     values = [0.0, *near, 10 * histogram.bounds[-1]]
     labels = session.execute(
